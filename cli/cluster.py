@@ -1,0 +1,139 @@
+"""Cluster tasks: up, down, status, logs, submit, restart."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.engine import ensure_engine
+from cli.settings import cluster_shape
+from cluster.lifecycle import Cluster, ClusterError
+from cluster.readiness import ServiceNotReady
+from cluster.topology import TopologyError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def say(text: str) -> None:
+    print(f"kit: {text}", file=sys.stderr, flush=True)
+
+
+def open_cluster(c, project: str | None = None) -> Cluster:
+    try:
+        return Cluster(cluster_shape(c, project), ensure_engine())
+    except TopologyError as error:
+        raise Exit(f"kit: {error}\nFix the setting in invoke.yaml or its INVOKE_CLUSTER_* variable.") from error
+
+
+def args_after_double_dash() -> list[str]:
+    """Arguments after `--`, exactly as given (invoke's own remainder loses their quoting)."""
+    return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+
+
+def print_status(report: dict) -> None:
+    print(f"cluster {report['project']} (network {report['network']})")
+    for service in report["services"]:
+        print(f"  {service['name']:14s} {service['state']:9s} {str(service['health']):10s} {service['ui'] or ''}")
+    hdfs = report["hdfs"]
+    if hdfs.get("available"):
+        gb = 1e9
+        print(f"  HDFS {hdfs['url']}: safe mode {hdfs['safemode']}, {hdfs['live_datanodes']} live / "
+              f"{hdfs['dead_datanodes']} dead datanodes, {hdfs['used_bytes'] / gb:.2f} GB used of "
+              f"{hdfs['capacity_bytes'] / gb:.1f} GB ({hdfs['remaining_bytes'] / gb:.1f} GB free)")
+    else:
+        print(f"  HDFS unavailable: {hdfs.get('error')}")
+    spark = report["spark"]
+    if spark.get("available"):
+        cores = ", ".join(f"{w['host']} {w['state']} {w['cores']} cores" for w in spark["workers"]) or "none"
+        print(f"  Spark {spark['master']}: {spark['status']}, {spark['alive_workers']} alive worker(s) "
+              f"[{cores}], {spark['executor_slots']} executor slots of {spark['executor_cores']} cores")
+    else:
+        print(f"  Spark unavailable: {spark.get('error')}")
+
+
+@task(help={"project": "cluster name prefix (default: cluster.project)"})
+def up(c, project=None):
+    """Start the cluster and wait until it is healthy; a second call reports the running cluster."""
+    cluster = open_cluster(c, project)
+    started = time.monotonic()
+    try:
+        report = cluster.up(say=say)
+    except (ClusterError, ServiceNotReady) as error:
+        raise Exit(f"kit: {error}\nSee './kit logs SERVICE' and './kit status'; './kit down' then './kit up' "
+                   "starts afresh while keeping the data.") from error
+    say(f"cluster {cluster.shape.project} healthy in {time.monotonic() - started:.1f}s")
+    print_status(report)
+
+
+@task(help={"volumes": "also remove the HDFS volumes (all data)", "project": "cluster name prefix"})
+def down(c, volumes=False, project=None):
+    """Remove the cluster's containers and network; its HDFS data stays unless --volumes."""
+    cluster = open_cluster(c, project)
+    cluster.down(volumes=volumes, say=say)
+    left = {kind: names for kind, names in cluster.leftovers().items() if names}
+    if not volumes:
+        left.pop("volumes", None)
+    if left:
+        raise Exit(f"kit: some resources could not be removed: {left}")
+    say(f"cluster {cluster.shape.project} is down" + ("" if volumes else " (volumes kept: --volumes removes them)"))
+
+
+@task(name="status", help={"json": "print the report as JSON", "project": "cluster name prefix"})
+def status(c, json_=False, project=None):
+    """Services and health, UI URLs, HDFS capacity and live datanodes, Spark workers and cores."""
+    report = open_cluster(c, project).status()
+    if json_:
+        print(json.dumps(report, indent=2))
+    else:
+        print_status(report)
+
+
+@task(help={"service": "namenode, datanode-N, spark-master, spark-worker or spark-history",
+            "tail": "how many lines", "follow": "keep following", "project": "cluster name prefix"})
+def logs(c, service, tail=200, follow=False, project=None):
+    """Show a service's logs."""
+    cluster = open_cluster(c, project)
+    try:
+        container = cluster.container(service)
+    except ClusterError as error:
+        raise Exit(f"kit: {error}") from error
+    if container is None:
+        raise Exit(f"kit: {service} has no container: run './kit up'")
+    if not follow:
+        sys.stdout.write(container.logs(tail=int(tail)).decode(errors="replace"))
+        return
+    for chunk in container.logs(stream=True, follow=True, tail=int(tail)):
+        sys.stdout.write(chunk.decode(errors="replace"))
+        sys.stdout.flush()
+
+
+@task(help={"job": "a PySpark file inside the project (e.g. jobs/x.py)", "project": "cluster name prefix"})
+def submit(c, job, project=None):
+    """spark-submit JOB.py from a client container on the cluster network: ./kit submit JOB.py -- ARGS"""
+    path = (Path.cwd() / job).resolve()
+    if not path.is_file():
+        raise Exit(f"kit: {job} is not a file")
+    if PROJECT_DIR not in path.parents:
+        raise Exit(f"kit: {job} must live inside the project ({PROJECT_DIR}), which the client container mounts")
+    cluster = open_cluster(c, project)
+    command = ["spark-submit", f"/opt/dlkit/{path.relative_to(PROJECT_DIR)}", *args_after_double_dash()]
+    try:
+        code = cluster.run_client(command, PROJECT_DIR)
+    except ClusterError as error:
+        raise Exit(f"kit: {error}") from error
+    if code:
+        raise Exit(f"kit: {job} failed with exit code {code}", code=code)
+
+
+@task(help={"service": "the service to restart", "project": "cluster name prefix"})
+def restart(c, service, project=None):
+    """Restart one service and wait until the cluster is healthy again (data and cluster ID are kept)."""
+    cluster = open_cluster(c, project)
+    container = cluster.container(service)
+    if container is None:
+        raise Exit(f"kit: {service} has no container: run './kit up'")
+    container.restart(timeout=30)
+    up(c, project)

@@ -1,0 +1,56 @@
+"""images.*: build the kit's Docker images (base, hadoop, spark)."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.engine import ensure_engine
+from cli.progress import LiveLine
+from images.build import BuildError, build_image, image_specs, resolve_debian_base
+
+
+def say(text: str) -> None:
+    print(f"kit: {text}", file=sys.stderr, flush=True)
+
+
+def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
+    """Build every image (cached layers are reused); returns seconds per image."""
+    settings = c.config.images
+    bundle = settings.extra_ca_bundle if extra_ca_bundle is None else extra_ca_bundle
+    client = ensure_engine()
+    timings = {}
+    try:
+        started = time.monotonic()
+        debian = resolve_debian_base(client, settings.debian_image, settings.debian_mirror,
+                                     settings.prefix, say)
+        timings["debian"] = time.monotonic() - started
+        for spec in image_specs(settings.prefix, debian):
+            line = LiveLine(f"kit: build {spec.tag}")
+            build_image(client, spec, bundle or None, Path(settings.log_dir) / f"{spec.name}.log", line.update)
+            line.done("built")
+            timings[spec.name] = line.elapsed()
+    except BuildError as error:
+        raise Exit(f"kit: {error}") from error
+    return timings
+
+
+@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds (default: images.extra_ca_bundle)"})
+def build(c, extra_ca_bundle=None):
+    """Build the base, hadoop and spark images; unchanged layers come from the cache."""
+    timings = build_all(c, extra_ca_bundle)
+    say("build times: " + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in timings.items()))
+
+
+@task
+def ls(c):
+    """List the kit's images with their sizes."""
+    client = ensure_engine()
+    for spec in image_specs(c.config.images.prefix, c.config.images.debian_image):
+        try:
+            image = client.images.get(spec.tag)
+            print(f"{spec.tag:45s} {image.attrs['Size'] / 1e9:6.2f} GB")
+        except Exception:
+            print(f"{spec.tag:45s}  (not built: ./kit images.build)")

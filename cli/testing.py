@@ -1,0 +1,39 @@
+"""test: the README's test command."""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+import time
+
+from invoke import Exit, task
+
+from cli.cluster import args_after_double_dash
+from cli.engine import ensure_engine
+from cli.images import build_all
+
+
+@task(help={"unit": "unit tests only: no Docker engine or images needed"})
+def test(c, unit=False):
+    """Run the tests: unit first, then the integration tests on a real containerised cluster.
+
+    Makes sure a Docker engine answers and the images are built (cached), then runs pytest.
+    Extra pytest arguments: test.pytest_args, or after `--` (./kit test -- -k hdfs).
+    """
+    phases = {}
+    pytest_args = shlex.split(c.config.test.pytest_args or "") + args_after_double_dash()
+    if unit:
+        pytest_args = ["-m", "not integration", *pytest_args]
+    else:
+        started = time.monotonic()
+        ensure_engine()
+        build_all(c)
+        phases["engine and images"] = time.monotonic() - started
+    started = time.monotonic()
+    env = {"TESTCONTAINERS_RYUK_DISABLED": "true"}
+    result = c.run(shlex.join([sys.executable, "-m", "pytest", *pytest_args]), env=env, warn=True, pty=False)
+    phases["pytest"] = time.monotonic() - started
+    print("kit: phase times: " + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in phases.items()),
+          file=sys.stderr)
+    if result.exited:
+        raise Exit("kit: tests failed", code=result.exited)

@@ -1,0 +1,295 @@
+"""Bring a planned cluster up on a Docker engine, report on it, and take it down.
+
+Every container, network and volume carries the label ``dlkit.project=<project>``, so `down`
+finds exactly what belongs to one cluster and two clusters never touch each other.
+"""
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterable
+
+import docker
+import docker.errors
+
+from cluster.readiness import ServiceNotReady, wait_healthy
+from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, TopologyError, plan
+
+PROJECT_LABEL = "dlkit.project"
+SERVICE_LABEL = "dlkit.service"
+SECOND_NS = 1_000_000_000
+Say = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    """A cluster that cannot be brought up or used, with the next step in its message."""
+
+
+def labels(shape: ClusterShape, service: str | None = None) -> dict[str, str]:
+    found = {PROJECT_LABEL: shape.project}
+    if service:
+        found[SERVICE_LABEL] = service
+    return found
+
+
+def host_cpus(client: docker.DockerClient) -> int:
+    return int(client.info().get("NCPU") or 1)
+
+
+class Cluster:
+    def __init__(self, shape: ClusterShape, client: docker.DockerClient):
+        self.shape = shape
+        self.client = client
+        self.services, self.warnings = plan(shape, host_cpus(client))
+
+    # ---- lookups -------------------------------------------------------------------------
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        known = ", ".join(s.name for s in self.services)
+        raise ClusterError(f"no service {name!r} in this cluster; services: {known}")
+
+    def container(self, name: str):
+        try:
+            return self.client.containers.get(self.service(name).container_name(self.shape))
+        except docker.errors.NotFound:
+            return None
+
+    def containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.shape.project}"})
+
+    # ---- up ------------------------------------------------------------------------------
+    def up(self, say: Say = print) -> dict:
+        """Idempotent: starts what is stopped, creates what is missing, keeps volumes."""
+        for warning in self.warnings:
+            say(f"warning: {warning}")
+        self._require_images()
+        network = self._network()
+        for stage in sorted({s.stage for s in self.services}):
+            group = [s for s in self.services if s.stage == stage]
+            for service in group:
+                self._start(service, network, say)
+            wait_healthy([(s.name, self.container(s.name)) for s in group],
+                         timeout=self.shape.startup_timeout, say=say)
+            if stage == 0:
+                self.prepare_hdfs(say)
+        return self.status()
+
+    def _require_images(self) -> None:
+        missing = []
+        for image in {self.shape.hadoop_image, self.shape.spark_image}:
+            try:
+                self.client.images.get(image)
+            except docker.errors.ImageNotFound:
+                missing.append(image)
+        if missing:
+            raise ClusterError(f"image(s) {', '.join(sorted(missing))} not built yet: run './kit images.build'")
+
+    def _network(self):
+        found = self.client.networks.list(names=[self.shape.network])
+        if found:
+            return found[0]
+        return self.client.networks.create(self.shape.network, driver="bridge",
+                                           labels=labels(self.shape), check_duplicate=True)
+
+    def _start(self, service: Service, network, say: Say) -> None:
+        container = self.container(service.name)
+        if container is not None and container.status == "running":
+            return
+        if container is not None:
+            say(f"{service.name}: starting the existing container")
+            container.start()
+            return
+        say(f"{service.name}: creating {service.container_name(self.shape)}")
+        self._check_port_free(service)
+        for suffix in service.volumes:
+            self._volume(suffix)
+        container = self.client.containers.create(**self.create_kwargs(service, network.name))
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            container.remove(force=True)
+            raise ClusterError(f"{service.name} could not start: {error.explanation or error}") from error
+
+    def _volume(self, suffix: str):
+        name = f"{self.shape.project}-{suffix}"
+        try:
+            return self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            return self.client.volumes.create(name, labels=labels(self.shape))
+
+    def _check_port_free(self, service: Service) -> None:
+        if not service.ui_port or not service.host_port:
+            return
+        with socket.socket() as probe:
+            try:
+                probe.bind((self.shape.bind_address, service.host_port))
+            except OSError as error:
+                setting = {"namenode": "namenode_ui_port", "spark-master": "spark_master_ui_port",
+                           "spark-worker": "spark_worker_ui_port", "spark-history": "history_ui_port"}[service.name]
+                raise ClusterError(
+                    f"port {self.shape.bind_address}:{service.host_port} for the {service.name} UI is in use "
+                    f"({error.strerror}): set cluster.{setting} to a free port, or 0 to pick one") from error
+
+    def create_kwargs(self, service: Service, network: str) -> dict:
+        name = service.container_name(self.shape)
+        kwargs = dict(
+            image=service.image, command=service.command, name=name, hostname=service.name,
+            environment=service.environment, labels=labels(self.shape, service.name),
+            network=network,
+            networking_config={network: self.client.api.create_endpoint_config(aliases=[service.name])},
+            volumes={f"{self.shape.project}-{suffix}": {"bind": path, "mode": "rw"}
+                     for suffix, path in service.volumes.items()},
+            nano_cpus=int(service.cpus * SECOND_NS), mem_limit=f"{int(service.memory_gb * 1024)}m",
+            healthcheck={"test": service.healthcheck, "interval": 2 * SECOND_NS,
+                         "timeout": 5 * SECOND_NS, "retries": 3, "start_period": 0},
+            restart_policy={"Name": "unless-stopped"}, detach=True)
+        if service.ui_port:
+            kwargs["ports"] = {f"{service.ui_port}/tcp": (self.shape.bind_address, service.host_port or None)}
+        return kwargs
+
+    # ---- HDFS layout -------------------------------------------------------------------------
+    def prepare_hdfs(self, say: Say = print) -> None:
+        """Confirm safe mode is off and create the folders jobs write to, owned by their user."""
+        output = self.hdfs(["dfsadmin", "-safemode", "get"])
+        if "Safe mode is OFF" not in output:
+            raise ClusterError(f"the namenode reports it is still in safe mode:\n{output}")
+        folders = [HDFS_EVENTS_DIR, "/user/spark", "/data", "/tmp"]
+        self.hdfs(["dfs", "-mkdir", "-p", *folders])
+        self.hdfs(["dfs", "-chown", "spark:spark", HDFS_EVENTS_DIR, "/user/spark", "/data"])
+        self.hdfs(["dfs", "-chmod", "1777", "/tmp"])
+        say("hdfs: out of safe mode; /spark-events, /user/spark, /data and /tmp ready")
+
+    def hdfs(self, args: list[str], check: bool = True) -> str:
+        """Run the hdfs CLI in the namenode container (as the HDFS superuser)."""
+        container = self.container("namenode")
+        if container is None:
+            raise ClusterError("the namenode container does not exist: run './kit up'")
+        code, output = container.exec_run(["hdfs", *args], demux=False)
+        text = output.decode(errors="replace")
+        if check and code != 0:
+            raise ClusterError(f"'hdfs {' '.join(args)}' failed with exit code {code}:\n{text[-3000:]}")
+        return text
+
+    def fetch_json(self, service: str, url: str) -> dict:
+        import json
+        container = self.container(service)
+        if container is None or container.status != "running":
+            raise ClusterError(f"{service} is not running")
+        code, output = container.exec_run(["curl", "-fsS", "--max-time", "5", url])
+        if code != 0:
+            raise ClusterError(f"{service}: {url} did not answer: {output.decode(errors='replace')[:300]}")
+        return json.loads(output)
+
+    # ---- status --------------------------------------------------------------------------
+    def status(self) -> dict:
+        for container in self.containers():
+            container.reload()
+        services = []
+        for service in self.services:
+            container = self.container(service.name)
+            entry = {"name": service.name, "container": service.container_name(self.shape),
+                     "state": container.status if container else "missing",
+                     "health": _health(container)["Status"] if container else None, "ui": None}
+            if container is not None and service.ui_port:
+                bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{service.ui_port}/tcp")
+                if bound:
+                    entry["ui"] = f"http://{bound[0]['HostIp']}:{bound[0]['HostPort']}"
+            services.append(entry)
+        return {"project": self.shape.project, "network": self.shape.network,
+                "services": services, "hdfs": self._hdfs_status(), "spark": self._spark_status()}
+
+    def _hdfs_status(self) -> dict:
+        try:
+            query = "http://localhost:9870/jmx?qry=Hadoop:service=NameNode,name="
+            state = self.fetch_json("namenode", query + "FSNamesystemState")["beans"][0]
+            info = self.fetch_json("namenode", query + "NameNodeInfo")["beans"][0]
+        except (ClusterError, KeyError, IndexError, ValueError) as error:
+            return {"available": False, "error": str(error), "live_datanodes": 0}
+        return {"available": True, "url": self.shape.default_fs,
+                "safemode": info.get("Safemode") or "OFF",
+                "live_datanodes": state.get("NumLiveDataNodes", 0),
+                "dead_datanodes": state.get("NumDeadDataNodes", 0),
+                "capacity_bytes": state.get("CapacityTotal"), "used_bytes": state.get("CapacityUsed"),
+                "remaining_bytes": state.get("CapacityRemaining"), "files_and_dirs": state.get("FilesTotal")}
+
+    def _spark_status(self) -> dict:
+        try:
+            master = self.fetch_json("spark-master", "http://localhost:8080/json/")
+        except (ClusterError, ValueError) as error:
+            return {"available": False, "error": str(error), "workers": []}
+        workers = [{"host": w.get("host"), "state": w.get("state"), "cores": w.get("cores"),
+                    "cores_used": w.get("coresused"), "memory_mb": w.get("memory")}
+                   for w in master.get("workers", [])]
+        return {"available": True, "master": self.shape.master_url, "status": master.get("status"),
+                "alive_workers": master.get("aliveworkers"), "cores": master.get("cores"),
+                "workers": workers, "executor_cores": self.shape.executor_cores,
+                "executor_slots": sum(w["cores"] // self.shape.executor_cores
+                                      for w in workers if w["state"] == "ALIVE")}
+
+    # ---- down ----------------------------------------------------------------------------
+    def down(self, volumes: bool = False, say: Say = print) -> None:
+        for container in self.containers():
+            say(f"removing {container.name}")
+            container.remove(force=True)
+        for network in self.client.networks.list(filters={"label": f"{PROJECT_LABEL}={self.shape.project}"}):
+            network.remove()
+        if volumes:
+            for volume in self.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={self.shape.project}"}):
+                say(f"removing volume {volume.name}")
+                volume.remove(force=True)
+
+    def leftovers(self) -> dict[str, list[str]]:
+        selector = {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+        return {"containers": [c.name for c in self.client.containers.list(all=True, filters=selector)],
+                "networks": [n.name for n in self.client.networks.list(filters=selector)],
+                "volumes": [v.name for v in self.client.volumes.list(filters=selector)]}
+
+    # ---- clients -------------------------------------------------------------------------
+    def client_kwargs(self, command: list[str], project_dir: Path | None = None) -> dict:
+        """A spark-submit container on the cluster network: the driver never runs on the host."""
+        name = f"{self.shape.project}-client-{uuid.uuid4().hex[:8]}"
+        environment = dict(self.service("spark-master").environment)
+        environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
+        environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
+        kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
+                      environment=environment, labels=labels(self.shape, "client"),
+                      network=self.shape.network, nano_cpus=int(min(2, host_cpus(self.client)) * SECOND_NS),
+                      mem_limit="3g", detach=True)
+        if project_dir is not None:
+            kwargs["volumes"] = {str(project_dir): {"bind": "/opt/dlkit", "mode": "ro"}}
+            kwargs["working_dir"] = "/opt/dlkit"
+            kwargs["environment"]["PYTHONPATH"] = "/opt/dlkit"
+        return kwargs
+
+    def run_client(self, command: list[str], project_dir: Path | None = None,
+                   out: Callable[[str], None] = print) -> int:
+        """Run a client container to completion, streaming its output; returns its exit code."""
+        if self.container("spark-master") is None:
+            raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
+        container = self.client.containers.create(**self.client_kwargs(command, project_dir))
+        try:
+            container.start()
+            for line in _lines(container.logs(stream=True, follow=True)):
+                out(line)
+            return int(container.wait()["StatusCode"])
+        finally:
+            container.remove(force=True)
+
+
+def _health(container) -> dict:
+    return container.attrs.get("State", {}).get("Health") or {"Status": "none", "Log": []}
+
+
+def _lines(chunks: Iterable[bytes]):
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode(errors="replace")
+    if pending:
+        yield pending.decode(errors="replace")

@@ -1,0 +1,53 @@
+"""Bounded waits on Docker health checks; a timeout names the service and shows its logs."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+POLL_SECONDS = 1.0
+
+
+class ServiceNotReady(RuntimeError):
+    """A service that did not become healthy in time, with its health output and last logs."""
+
+
+def last_logs(container, lines: int = 25) -> str:
+    try:
+        return container.logs(tail=lines).decode(errors="replace").rstrip()
+    except Exception as error:  # the container may be gone; the diagnosis must still come out
+        return f"(logs unavailable: {error})"
+
+
+def last_health_output(container) -> str:
+    health = (container.attrs.get("State") or {}).get("Health") or {}
+    log = health.get("Log") or []
+    return log[-1]["Output"].strip() if log else "(no health check has run yet)"
+
+
+def diagnosis(name: str, container, why: str) -> str:
+    return (f"{name} {why}.\n  last health check: {last_health_output(container)}\n"
+            f"  last log lines of {container.name}:\n" +
+            "\n".join("    " + line for line in last_logs(container).splitlines()))
+
+
+def wait_healthy(named_containers: list[tuple[str, object]], timeout: float,
+                 say: Callable[[str], None] = print, clock=time.monotonic, sleep=time.sleep) -> float:
+    """Wait until every container reports healthy; fail fast when one exits. Returns seconds."""
+    started = clock()
+    pending = dict(named_containers)
+    while pending:
+        for name, container in list(pending.items()):
+            container.reload()
+            state = container.attrs["State"]
+            if state.get("Status") in ("exited", "dead"):
+                raise ServiceNotReady(diagnosis(name, container, f"exited with code {state.get('ExitCode')}"))
+            if (state.get("Health") or {}).get("Status") == "healthy":
+                say(f"{name}: healthy ({clock() - started:.0f}s)")
+                del pending[name]
+        if not pending:
+            break
+        if clock() - started > timeout:
+            name, container = next(iter(pending.items()))
+            raise ServiceNotReady(diagnosis(name, container, f"was not healthy within {timeout:.0f}s"))
+        sleep(POLL_SECONDS)
+    return clock() - started

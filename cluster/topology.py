@@ -1,0 +1,201 @@
+"""The cluster as Python data: one source of truth for `./kit up` and for the tests.
+
+A ``ClusterShape`` is what a user sets (invoke.yaml); ``plan(shape)`` validates it and turns it
+into ``Service`` specs (image, command, rendered-config environment, limits, health check),
+before any container exists.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+NAMENODE_RPC_PORT = 8020
+SPARK_MASTER_PORT = 7077
+HDFS_EVENTS_DIR = "/spark-events"
+HEALTHCHECK = ["CMD", "python3", "/opt/kit/healthcheck.py"]
+
+
+class TopologyError(ValueError):
+    """A cluster shape that cannot work, caught before anything starts."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterShape:
+    project: str
+    hadoop_image: str
+    spark_image: str
+    datanodes: int = 2
+    replication: int = 2
+    worker_cores: int = 4
+    worker_memory_gb: int = 4
+    worker_container_memory_gb: int = 8
+    executor_cores: int = 2
+    executor_memory_gb: int = 2
+    bind_address: str = "127.0.0.1"
+    namenode_ui_port: int = 0
+    spark_master_ui_port: int = 0
+    spark_worker_ui_port: int = 0
+    history_ui_port: int = 0
+    startup_timeout: float = 240.0
+
+    @property
+    def executors(self) -> int:
+        return self.worker_cores // self.executor_cores
+
+    @property
+    def network(self) -> str:
+        return f"{self.project}-net"
+
+    @property
+    def default_fs(self) -> str:
+        return f"hdfs://namenode:{NAMENODE_RPC_PORT}"
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://spark-master:{SPARK_MASTER_PORT}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    name: str                    # also its hostname and network alias
+    role: str                    # namenode, datanode, spark-master, spark-worker, spark-history
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    cpus: float
+    memory_gb: float
+    healthcheck: list[str]
+    stage: int                   # start order: HDFS first, Spark (which logs into HDFS) after
+    volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # volume suffix -> path
+    ui_port: int | None = None   # container port of its web UI
+    host_port: int = 0           # 0: any free port on the host
+
+    def container_name(self, shape: ClusterShape) -> str:
+        return f"{shape.project}-{self.name}"
+
+
+def validate(shape: ClusterShape) -> None:
+    problems = []
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,40}", shape.project):
+        problems.append(f"cluster.project={shape.project!r}: use lower-case letters, digits, '-', '_' or '.'")
+    if shape.datanodes < 1:
+        problems.append("cluster.datanodes must be at least 1")
+    if not 1 <= shape.replication <= shape.datanodes:
+        problems.append(f"cluster.replication={shape.replication} needs 1..{shape.datanodes} "
+                        f"(cluster.datanodes={shape.datanodes}): a block cannot have more replicas than datanodes")
+    if shape.executor_cores < 1 or shape.executor_memory_gb < 1:
+        problems.append("cluster.executor_cores and cluster.executor_memory_gb must be at least 1")
+    elif shape.executor_cores > shape.worker_cores:
+        problems.append(f"cluster.executor_cores={shape.executor_cores} exceeds cluster.worker_cores="
+                        f"{shape.worker_cores}: no executor could start")
+    elif shape.worker_cores % shape.executor_cores:
+        problems.append(f"cluster.worker_cores={shape.worker_cores} is not a multiple of cluster.executor_cores="
+                        f"{shape.executor_cores}: cores would sit idle; make it a multiple")
+    elif shape.executors * shape.executor_memory_gb > shape.worker_memory_gb:
+        problems.append(f"{shape.executors} executors x {shape.executor_memory_gb} GB do not fit in "
+                        f"cluster.worker_memory_gb={shape.worker_memory_gb}: raise it or lower the executors' memory")
+    if shape.worker_container_memory_gb < shape.worker_memory_gb + 1:
+        problems.append(f"cluster.worker_container_memory_gb={shape.worker_container_memory_gb} leaves no room "
+                        f"beyond the executors' {shape.worker_memory_gb} GB: give it at least "
+                        f"{shape.worker_memory_gb + 1} (Python and JVM overhead live there too)")
+    for key in ("namenode_ui_port", "spark_master_ui_port", "spark_worker_ui_port", "history_ui_port"):
+        port = getattr(shape, key)
+        if not 0 <= port <= 65535:
+            problems.append(f"cluster.{key}={port} is not a port (0 picks a free one)")
+    if problems:
+        raise TopologyError("the cluster shape cannot work:\n  - " + "\n  - ".join(problems))
+
+
+def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
+    return {
+        "CORE-SITE.XML_fs.defaultFS": shape.default_fs,
+        "HDFS-SITE.XML_dfs.replication": str(shape.replication),
+        "HDFS-SITE.XML_dfs.namenode.name.dir": "file:///data/namenode",
+        "HDFS-SITE.XML_dfs.datanode.data.dir": "file:///data/datanode",
+        "HDFS-SITE.XML_dfs.namenode.rpc-bind-host": "0.0.0.0",
+        "HDFS-SITE.XML_dfs.namenode.servicerpc-bind-host": "0.0.0.0",
+        "HDFS-SITE.XML_dfs.namenode.http-bind-host": "0.0.0.0",
+        # Datanodes register by container IP, which has no reverse DNS entry.
+        "HDFS-SITE.XML_dfs.namenode.datanode.registration.ip-hostname-check": "false",
+        # A lab cluster: leave safe mode 1 s after the block threshold is met, not 30 s.
+        "HDFS-SITE.XML_dfs.namenode.safemode.extension": "1000",
+        # Declare a stopped datanode dead after ~45 s rather than ~10 min, so re-replication starts.
+        "HDFS-SITE.XML_dfs.namenode.heartbeat.recheck-interval": "15000",
+        "HDFS-SITE.XML_dfs.heartbeat.interval": "3",
+        "HDFS_NAMENODE_OPTS": "-Xmx768m",
+        "HDFS_DATANODE_OPTS": "-Xmx512m",
+    }
+
+
+def spark_environment(shape: ClusterShape) -> dict[str, str]:
+    """Config for every Spark container; the client's spark-submit reads the same defaults."""
+    events = f"{shape.default_fs}{HDFS_EVENTS_DIR}"
+    defaults = {
+        "spark.master": shape.master_url,
+        "spark.executor.cores": str(shape.executor_cores),
+        "spark.executor.memory": f"{shape.executor_memory_gb}g",
+        # One barrier task per executor: a task takes all of its executor's cores.
+        "spark.task.cpus": str(shape.executor_cores),
+        "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+        "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s",
+        "spark.dynamicAllocation.enabled": "false",
+        "spark.eventLog.enabled": "true",
+        "spark.eventLog.dir": events,
+        "spark.history.fs.logDirectory": events,
+        "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+        "spark.executorEnv.HADOOP_USER_NAME": "spark",
+    }
+    env = {f"SPARK-DEFAULTS.CONF_{key}": value for key, value in defaults.items()}
+    env["CORE-SITE.XML_fs.defaultFS"] = shape.default_fs
+    env["SPARK_DAEMON_MEMORY"] = "512m"
+    return env
+
+
+def capped(requested: float, host_cpus: int) -> float:
+    return float(min(requested, host_cpus))
+
+
+def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]:
+    """The services to run, in start order, and warnings (e.g. CPU limits capped to the host)."""
+    validate(shape)
+    warnings = []
+    if shape.worker_cores > host_cpus:
+        warnings.append(f"the worker offers {shape.worker_cores} cores but the host has {host_cpus}: "
+                        f"its CPU quota is capped at {host_cpus}, so executors share cores")
+    hadoop_env = hadoop_environment(shape)
+    spark_env = spark_environment(shape)
+    services = [Service(
+        name="namenode", role="namenode", image=shape.hadoop_image, command=["hdfs", "namenode"],
+        environment=hadoop_env, cpus=capped(1, host_cpus), memory_gb=1.5,
+        healthcheck=HEALTHCHECK + ["namenode", "9870", str(shape.datanodes)], stage=0,
+        volumes={"namenode": "/data"}, ui_port=9870, host_port=shape.namenode_ui_port)]
+    for index in range(1, shape.datanodes + 1):
+        services.append(Service(
+            name=f"datanode-{index}", role="datanode", image=shape.hadoop_image,
+            command=["hdfs", "datanode"], environment=hadoop_env, cpus=capped(1, host_cpus),
+            memory_gb=1.0, healthcheck=HEALTHCHECK + ["datanode", "9864"], stage=0,
+            volumes={f"datanode-{index}": "/data"}))
+    services += [
+        Service(name="spark-master", role="spark-master", image=shape.spark_image,
+                command=["spark-class", "org.apache.spark.deploy.master.Master", "--host", "spark-master",
+                         "--port", str(SPARK_MASTER_PORT), "--webui-port", "8080"],
+                environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
+                healthcheck=HEALTHCHECK + ["spark-master", "8080"], stage=1,
+                ui_port=8080, host_port=shape.spark_master_ui_port),
+        Service(name="spark-worker", role="spark-worker", image=shape.spark_image,
+                command=["spark-class", "org.apache.spark.deploy.worker.Worker",
+                         "--host", "spark-worker", "--webui-port", "8081",
+                         "--cores", str(shape.worker_cores), "--memory", f"{shape.worker_memory_gb}g",
+                         "--work-dir", "/opt/spark/work", shape.master_url],
+                environment=spark_env, cpus=capped(shape.worker_cores, host_cpus),
+                memory_gb=shape.worker_container_memory_gb,
+                healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker",
+                                           str(shape.worker_cores)], stage=1,
+                ui_port=8081, host_port=shape.spark_worker_ui_port),
+        Service(name="spark-history", role="spark-history", image=shape.spark_image,
+                command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
+                environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
+                healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"], stage=1,
+                ui_port=18080, host_port=shape.history_ui_port),
+    ]
+    return services, warnings

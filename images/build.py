@@ -1,0 +1,187 @@
+"""Build the kit's images with the docker SDK: base, then hadoop and spark on top of it.
+
+Versions live in one place each (the Dockerfiles' ARGs, images/spark/requirements.txt) and
+are read from there into the image tags, so a tag always says what is inside.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import docker
+import docker.errors
+
+IMAGES_DIR = Path(__file__).resolve().parent
+PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+DEBOOTSTRAP_TAG = "bookworm-debootstrap"
+
+
+class BuildError(RuntimeError):
+    """A build that failed, with what to do next in its message."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    name: str          # folder under images/
+    tag: str           # full reference, versions included
+    buildargs: dict
+
+
+def dockerfile_arg(image: str, arg: str) -> str:
+    text = (IMAGES_DIR / image / "Dockerfile").read_text()
+    match = re.search(rf"^ARG {arg}=(\S+)$", text, re.M)
+    if not match:
+        raise BuildError(f"images/{image}/Dockerfile has no pinned 'ARG {arg}=...'")
+    return match.group(1)
+
+
+def requirement_pins(path: Path = IMAGES_DIR / "spark" / "requirements.txt") -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def image_specs(prefix: str, debian_image: str) -> list[ImageSpec]:
+    """The three images in build order; each tag names the versions it carries."""
+    base = f"{prefix}-base:bookworm-java17"
+    pins = requirement_pins()
+    return [
+        ImageSpec("base", base, {"DEBIAN_IMAGE": debian_image}),
+        ImageSpec("hadoop", f"{prefix}-hadoop:{dockerfile_arg('hadoop', 'HADOOP_VERSION')}",
+                  {"BASE_IMAGE": base}),
+        ImageSpec("spark", f"{prefix}-spark:{pins['pyspark']}-tf{pins['tensorflow-cpu']}",
+                  {"BASE_IMAGE": base}),
+    ]
+
+
+def split_pem_bundle(text: str) -> list[str]:
+    """One certificate per file: update-ca-certificates and Java's cacerts hook want that."""
+    return [block + "\n" for block in PEM_BLOCK.findall(text)]
+
+
+def build_context(image: str, extra_ca_bundle: str | None) -> io.BytesIO:
+    """A tar of images/<image>/, images/common/ and extra-ca/*.crt, as the Dockerfiles expect."""
+    certificates = []
+    if extra_ca_bundle:
+        path = Path(extra_ca_bundle).expanduser()
+        if not path.is_file():
+            raise BuildError(f"images.extra_ca_bundle={extra_ca_bundle} is not a file: "
+                             "point it at a PEM bundle, or set it to '' for none")
+        certificates = split_pem_bundle(path.read_text(errors="replace"))
+        if not certificates:
+            raise BuildError(f"{extra_ca_bundle} holds no PEM certificate "
+                             "('-----BEGIN CERTIFICATE-----' blocks)")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for folder in (image, "common"):
+            tar.add(IMAGES_DIR / folder, arcname=folder,
+                    filter=lambda info: None if "__pycache__" in info.name else info)
+        tar.addfile(_dir_info("extra-ca"))
+        for index, pem in enumerate(certificates):
+            data = pem.encode()
+            info = tarfile.TarInfo(f"extra-ca/extra-{index:03d}.crt")
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def _dir_info(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info
+
+
+def image_exists(client: docker.DockerClient, reference: str) -> bool:
+    try:
+        client.images.get(reference)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def resolve_debian_base(client: docker.DockerClient, debian_image: str, mirror: str,
+                        prefix: str, say: Callable[[str], None]) -> str:
+    """debian_image when present or pullable, else a local bookworm built with debootstrap."""
+    if image_exists(client, debian_image):
+        say(f"base: using {debian_image} (already present)")
+        return debian_image
+    try:
+        client.images.pull(debian_image)
+        say(f"base: using {debian_image} (pulled from the registry)")
+        return debian_image
+    except docker.errors.APIError as error:
+        reason = str(error.explanation or error).splitlines()[0][:120]
+    local = f"{prefix}-debian:{DEBOOTSTRAP_TAG}"
+    if image_exists(client, local):
+        say(f"base: {debian_image} cannot be pulled ({reason}); using the local {local}")
+        return local
+    say(f"base: {debian_image} cannot be pulled ({reason}); building {local} with debootstrap")
+    debootstrap_image(client, local, mirror)
+    return local
+
+
+def debootstrap_image(client: docker.DockerClient, reference: str, mirror: str) -> None:
+    if os.geteuid() != 0:
+        raise BuildError("no registry answers and building a local base with debootstrap needs "
+                         "root: run as root once, or set images.debian_image to an image you have")
+    if not shutil.which("debootstrap"):
+        if not shutil.which("apt-get"):
+            raise BuildError("no registry answers and debootstrap is not installed: install it, "
+                             "or set images.debian_image to an image you have")
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    with tempfile.TemporaryDirectory(prefix="dlkit-rootfs-", dir="/var/tmp") as work:
+        rootfs = Path(work) / "rootfs"
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+            capture_output=True, text=True)
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+            raise BuildError(f"debootstrap from {mirror} failed; check images.debian_mirror:\n{tail}")
+        archive = Path(work) / "rootfs.tar"
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."],
+                       check=True)
+        repository, tag = reference.rsplit(":", 1)
+        client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
+
+
+def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: str | None,
+                log_path: Path, on_step: Callable[[str, str], None]) -> str:
+    """Build one image with the layer cache; the full log goes to log_path."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    context = build_context(spec.name, extra_ca_bundle)
+    step = "starting"
+    with open(log_path, "w", encoding="utf-8") as log:
+        stream = client.api.build(
+            fileobj=context, custom_context=True, dockerfile=f"{spec.name}/Dockerfile",
+            tag=spec.tag, buildargs=spec.buildargs, rm=True, forcerm=True, decode=True)
+        for chunk in stream:
+            if "error" in chunk:
+                log.write(chunk["error"] + "\n")
+                log.flush()
+                tail = "\n".join(log_path.read_text().splitlines()[-25:])
+                raise BuildError(f"building {spec.tag} failed (full log: {log_path}):\n{tail}")
+            text = chunk.get("stream", "")
+            if text:
+                log.write(text)
+                for line in filter(None, (raw.strip() for raw in text.splitlines())):
+                    if line.startswith("Step "):
+                        step = line[:100]
+                        on_step(step, "")
+                    else:
+                        on_step(step, line[:100])
+    return spec.tag

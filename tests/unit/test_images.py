@@ -1,0 +1,51 @@
+import re
+import tarfile
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from images.build import BuildError, build_context, image_specs, requirement_pins, split_pem_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+CERT = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----"
+
+
+def test_tags_carry_the_pinned_versions_and_build_on_the_chosen_debian():
+    specs = image_specs("dlkit", "dlkit-debian:bookworm-debootstrap")
+    assert [s.tag for s in specs] == ["dlkit-base:bookworm-java17", "dlkit-hadoop:3.4.2",
+                                      "dlkit-spark:3.4.4-tf2.16.2"]
+    assert specs[0].buildargs == {"DEBIAN_IMAGE": "dlkit-debian:bookworm-debootstrap"}
+    assert specs[2].buildargs == {"BASE_IMAGE": "dlkit-base:bookworm-java17"}
+
+
+def test_pyproject_pins_the_same_versions_as_the_spark_image():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(re.match(r"([A-Za-z0-9_.-]+)==(\S+)", d).groups() for d in project["dependencies"])
+    pins = {name.lower(): version for name, version in pins.items()}
+    for name, version in requirement_pins().items():
+        assert pins.get(name) == version, f"{name}: image {version}, pyproject {pins.get(name)}"
+
+
+def test_a_bundle_is_split_into_one_certificate_per_file(tmp_path):
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_text("# comment\n" + CERT.format("A") + "\njunk\n" + CERT.format("B") + "\n")
+    assert split_pem_bundle(bundle.read_text()) == [CERT.format("A") + "\n", CERT.format("B") + "\n"]
+    with tarfile.open(fileobj=build_context("hadoop", str(bundle))) as tar:
+        names = tar.getnames()
+        assert tar.extractfile("extra-ca/extra-001.crt").read().decode() == CERT.format("B") + "\n"
+    assert {"hadoop/Dockerfile", "hadoop/pom.xml", "common/render_config.py", "extra-ca"} <= set(names)
+
+
+def test_without_a_bundle_the_context_still_has_an_empty_extra_ca_folder():
+    with tarfile.open(fileobj=build_context("base", None)) as tar:
+        assert [n for n in tar.getnames() if n.startswith("extra-ca")] == ["extra-ca"]
+
+
+@pytest.mark.parametrize("content, message", [(None, "is not a file"), ("no pem here", "holds no PEM")])
+def test_a_bad_bundle_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bundle.pem"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(BuildError, match=message):
+        build_context("base", str(path))

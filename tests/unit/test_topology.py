@@ -1,0 +1,62 @@
+import dataclasses
+
+import pytest
+
+from cluster.topology import ClusterShape, TopologyError, plan
+
+DEFAULT = ClusterShape(project="dlkit", hadoop_image="h:1", spark_image="s:1")
+
+
+def shape(**changes):
+    return dataclasses.replace(DEFAULT, **changes)
+
+
+def test_default_cluster_has_two_barrier_slots_of_two_cores():
+    services, warnings = plan(DEFAULT, host_cpus=8)
+    assert warnings == []
+    assert [s.name for s in services] == [
+        "namenode", "datanode-1", "datanode-2", "spark-master", "spark-worker", "spark-history"]
+    env = services[3].environment
+    assert env["SPARK-DEFAULTS.CONF_spark.executor.cores"] == "2"
+    assert env["SPARK-DEFAULTS.CONF_spark.task.cpus"] == "2"
+    assert env["SPARK-DEFAULTS.CONF_spark.executor.memory"] == "2g"
+    assert env["SPARK-DEFAULTS.CONF_spark.scheduler.minRegisteredResourcesRatio"] == "1.0"
+    assert DEFAULT.executors == 2
+    worker = services[4]
+    assert worker.command[worker.command.index("--cores") + 1] == "4"
+    assert worker.command[worker.command.index("--memory") + 1] == "4g"
+
+
+def test_every_datanode_gets_its_own_volume_and_the_namenode_waits_for_all_of_them():
+    services, _ = plan(shape(datanodes=3, replication=2), host_cpus=8)
+    volumes = [suffix for s in services for suffix in s.volumes]
+    assert volumes == ["namenode", "datanode-1", "datanode-2", "datanode-3"]
+    assert services[0].healthcheck[-1] == "3"
+    assert services[0].environment["HDFS-SITE.XML_dfs.replication"] == "2"
+
+
+def test_no_host_port_is_fixed_by_default():
+    services, _ = plan(DEFAULT, host_cpus=8)
+    assert {s.host_port for s in services} == {0}
+    assert {s.name for s in services if s.ui_port} == {"namenode", "spark-master", "spark-worker", "spark-history"}
+
+
+def test_cpu_limits_are_capped_to_the_host_with_a_warning():
+    services, warnings = plan(DEFAULT, host_cpus=2)
+    assert max(s.cpus for s in services) == 2
+    assert len(warnings) == 1 and "capped at 2" in warnings[0]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"executor_cores": 6}, "exceeds cluster.worker_cores=4"),
+    ({"executor_cores": 3}, "not a multiple"),
+    ({"executor_memory_gb": 3}, "2 executors x 3 GB do not fit"),
+    ({"replication": 3}, "cannot have more replicas than datanodes"),
+    ({"datanodes": 0, "replication": 0}, "datanodes must be at least 1"),
+    ({"worker_container_memory_gb": 4}, "leaves no room"),
+    ({"project": "Bad Name"}, "cluster.project"),
+    ({"history_ui_port": 70000}, "not a port"),
+])
+def test_impossible_shapes_are_refused_before_anything_starts(changes, message):
+    with pytest.raises(TopologyError, match=message):
+        plan(shape(**changes), host_cpus=8)

@@ -1,4 +1,5 @@
-#!/bin/sh
+#!/bin/bash
+# bash, not sh: dash drops variables such as HDFS-SITE.XML_dfs.replication from the environment.
 # Renders Hadoop's config from the environment, formats the namenode's storage only on the
 # first start of an empty volume (so its cluster ID survives restarts), then runs the command.
 set -eu

@@ -1,0 +1,100 @@
+"""A real cluster for the integration tests, built by the same code as `./kit up`.
+
+Its project name is unique per run, so it runs beside a user's cluster; teardown removes its
+containers, network and volumes even when setup fails.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import uuid
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+from invoke import Config, Context
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper image cannot be pulled here
+
+from testcontainers.core.container import DockerContainer  # noqa: E402
+
+from cli.settings import cluster_shape  # noqa: E402
+from cluster.lifecycle import Cluster  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(item.fspath).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+
+
+def kit_context() -> Context:
+    config = Config(project_location=str(ROOT))
+    config.load_project()
+    config.load_shell_env()
+    return Context(config)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as error:
+        pytest.fail(f"No Docker engine answers ({error}). The integration tests need one: run them with "
+                    "'./kit test' (it brings an engine up), or deselect them with -m 'not integration'.",
+                    pytrace=False)
+    return client
+
+
+def test_shape(**changes):
+    shape = cluster_shape(kit_context(), project=f"dlkit-test-{uuid.uuid4().hex[:6]}")
+    return dataclasses.replace(shape, namenode_ui_port=0, spark_master_ui_port=0,
+                               spark_worker_ui_port=0, history_ui_port=0, **changes)
+
+
+@contextlib.contextmanager
+def running_cluster(client, **changes):
+    cluster = Cluster(test_shape(**changes), client)
+    for image in (cluster.shape.hadoop_image, cluster.shape.spark_image):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"image {image} is missing: run './kit images.build' (./kit test does)", pytrace=False)
+    try:
+        cluster.up(say=lambda line: print(f"[{cluster.shape.project}] {line}"))
+        yield cluster
+    finally:
+        cluster.down(volumes=True, say=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def cluster(docker_client):
+    with running_cluster(docker_client) as started:
+        yield started
+
+
+def client_container(cluster: Cluster, command: list[str]) -> DockerContainer:
+    """A testcontainers container with the kit's client settings, on the cluster's network."""
+    spec = cluster.client_kwargs(command, ROOT)
+    container = DockerContainer(spec["image"]).with_command(command).with_name(spec["name"])
+    for key, value in spec["environment"].items():
+        container.with_env(key, value)
+    for host_path, mount in spec.get("volumes", {}).items():
+        container.with_volume_mapping(host_path, mount["bind"], mount["mode"])
+    return container.with_kwargs(**{key: spec[key] for key in
+                                    ("hostname", "labels", "network", "nano_cpus", "mem_limit", "working_dir")})
+
+
+def run_in_client(cluster: Cluster, command: list[str], timeout: float = 300) -> str:
+    """Run a command in a client container to completion; its output, or a failure with it."""
+    with client_container(cluster, command) as container:
+        wrapped = container.get_wrapped_container()
+        code = wrapped.wait(timeout=timeout)["StatusCode"]
+        output = wrapped.logs().decode(errors="replace")
+    assert code == 0, f"{command} exited with {code}:\n{output[-4000:]}"
+    return output

@@ -10,7 +10,7 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.settings import cluster_shape
-from cluster.lifecycle import Cluster, ClusterError
+from cluster.lifecycle import DRIVER, Cluster, ClusterError
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
 
@@ -119,7 +119,7 @@ def submit(c, job, project=None):
     if PROJECT_DIR not in path.parents:
         raise Exit(f"kit: {job} must live inside the project ({PROJECT_DIR}), which the client container mounts")
     cluster = open_cluster(c, project)
-    command = ["spark-submit", f"/opt/dlkit/{path.relative_to(PROJECT_DIR)}", *args_after_double_dash()]
+    command = ["spark-submit", DRIVER, f"/opt/dlkit/{path.relative_to(PROJECT_DIR)}", *args_after_double_dash()]
     try:
         code = cluster.run_client(command, PROJECT_DIR)
     except ClusterError as error:

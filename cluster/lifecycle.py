@@ -20,6 +20,8 @@ from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, TopologyErr
 PROJECT_LABEL = "dlkit.project"
 SERVICE_LABEL = "dlkit.service"
 SECOND_NS = 1_000_000_000
+# Every job runs through this launcher in the Spark image (see images/spark/driver.py for why).
+DRIVER = "/opt/kit/driver.py"
 Say = Callable[[str], None]
 
 

@@ -159,6 +159,20 @@ def debootstrap_image(client: docker.DockerClient, reference: str, mirror: str) 
         client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
 
 
+TLS_FAILURES = ("PKIX path building failed", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
+                "SSLCertVerificationError", "server certificate verification failed")
+
+
+def certificate_hint(build_log: str, extra_ca_bundle: str | None) -> str:
+    """The next step when a download inside the build did not trust the server's certificate."""
+    if not any(marker in build_log for marker in TLS_FAILURES):
+        return ""
+    now = f" (now: {extra_ca_bundle})" if extra_ca_bundle else " (now: none)"
+    return ("\nHTTPS inside the build did not trust the server's certificate: a proxy with its own CA? "
+            "Set images.extra_ca_bundle to a PEM bundle that includes it" + now +
+            ", e.g. INVOKE_IMAGES_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+
+
 def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: str | None,
                 log_path: Path, on_step: Callable[[str, str], None]) -> str:
     """Build one image with the layer cache; the full log goes to log_path."""
@@ -173,8 +187,10 @@ def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: s
             if "error" in chunk:
                 log.write(chunk["error"] + "\n")
                 log.flush()
-                tail = "\n".join(log_path.read_text().splitlines()[-25:])
-                raise BuildError(f"building {spec.tag} failed (full log: {log_path}):\n{tail}")
+                text = log_path.read_text()
+                tail = "\n".join(text.splitlines()[-25:])
+                raise BuildError(f"building {spec.tag} failed (full log: {log_path}):\n{tail}"
+                                 + certificate_hint(text, extra_ca_bundle))
             text = chunk.get("stream", "")
             if text:
                 log.write(text)

@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from cluster.lifecycle import DRIVER
 from cluster.readiness import wait_healthy
 from tests.integration.conftest import run_in_client, running_cluster
 
@@ -76,7 +77,7 @@ def test_a_file_with_replication_two_survives_stopping_one_datanode(cluster):
 
 @pytest.fixture(scope="module")
 def probe(cluster):
-    return result_of(run_in_client(cluster, ["spark-submit", f"{JOBS}/probe_executors.py"]))
+    return result_of(run_in_client(cluster, ["spark-submit", DRIVER, f"{JOBS}/probe_executors.py"]))
 
 
 def test_a_pyspark_job_runs_on_exactly_two_executors_of_two_cores(probe):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from images.build import BuildError, build_context, image_specs, requirement_pins, split_pem_bundle
+from images.build import (BuildError, build_context, certificate_hint, image_specs, requirement_pins,
+                          split_pem_bundle)
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----"
@@ -49,3 +50,9 @@ def test_a_bad_bundle_is_a_clear_error(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(BuildError, match=message):
         build_context("base", str(path))
+
+
+def test_a_certificate_failure_in_a_build_points_at_the_extra_ca_bundle_setting():
+    log = "[ERROR] ... (certificate_unknown) PKIX path building failed: unable to find valid certification path"
+    assert "images.extra_ca_bundle" in certificate_hint(log, None)
+    assert certificate_hint("E: Unable to locate package foo", None) == ""

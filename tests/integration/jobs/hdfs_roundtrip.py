@@ -4,7 +4,7 @@ import json
 import random
 import sys
 
-from hdfs_native import Client
+from hdfs_native import Client, WriteOptions
 
 path, size, replication = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 payload = random.Random(path).randbytes(size)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 
 import pytest
@@ -64,7 +65,8 @@ def test_a_file_with_replication_two_survives_stopping_one_datanode(cluster):
                                                 "/tmp/replicated.bin", str(3 * 1024 * 1024), "2"]))
     cluster.hdfs(["dfs", "-setrep", "-w", "2", "/tmp/replicated.bin"])  # returns once 2 replicas exist
     report = cluster.hdfs(["fsck", "/tmp/replicated.bin", "-files", "-blocks", "-locations"])
-    assert "repl=2" in report and "Under-replicated blocks:\t0" in report.replace(" ", "\t")
+    assert "Status: HEALTHY" in report and re.search(r"Under-replicated blocks:\s+0 ", report)
+    assert len(set(re.findall(r"DatanodeInfoWithStorage\[([\d.]+):", report))) == 2, report
     datanode = cluster.container("datanode-2")
     datanode.stop(timeout=10)
     try:

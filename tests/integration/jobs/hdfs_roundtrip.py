@@ -9,7 +9,7 @@ from hdfs_native import Client, WriteOptions
 path, size, replication = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 payload = random.Random(path).randbytes(size)
 client = Client()  # fs.defaultFS from $HADOOP_CONF_DIR/core-site.xml
-with client.create(path, replication=replication) as writer:
+with client.create(path, WriteOptions(replication=replication)) as writer:
     writer.write(payload)
 with client.read(path) as reader:
     read_back = reader.read()

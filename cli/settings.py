@@ -22,5 +22,5 @@ def cluster_shape(c: Context, project: str | None = None) -> ClusterShape:
         executor_cores=int(settings.executor_cores), executor_memory_gb=int(settings.executor_memory_gb),
         bind_address=str(settings.bind_address),
         namenode_ui_port=int(settings.namenode_ui_port), spark_master_ui_port=int(settings.spark_master_ui_port),
-        spark_worker_ui_port=int(settings.spark_worker_ui_port), history_ui_port=int(settings.history_ui_port),
+        spark_worker_ui_port=int(settings.spark_worker_ui_port), spark_history_ui_port=int(settings.spark_history_ui_port),
         startup_timeout=float(settings.startup_timeout))

@@ -1,7 +1,6 @@
 """test: the README's test command."""
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time

@@ -5,8 +5,8 @@ finds exactly what belongs to one cluster and two clusters never touch each othe
 """
 from __future__ import annotations
 
+import json
 import socket
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -14,8 +14,8 @@ from typing import Callable, Iterable
 import docker
 import docker.errors
 
-from cluster.readiness import ServiceNotReady, wait_healthy
-from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, TopologyError, plan
+from cluster.readiness import wait_healthy
+from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, plan
 
 PROJECT_LABEL = "dlkit.project"
 SERVICE_LABEL = "dlkit.service"
@@ -130,8 +130,7 @@ class Cluster:
             try:
                 probe.bind((self.shape.bind_address, service.host_port))
             except OSError as error:
-                setting = {"namenode": "namenode_ui_port", "spark-master": "spark_master_ui_port",
-                           "spark-worker": "spark_worker_ui_port", "spark-history": "history_ui_port"}[service.name]
+                setting = f"{service.name.replace('-', '_')}_ui_port"
                 raise ClusterError(
                     f"port {self.shape.bind_address}:{service.host_port} for the {service.name} UI is in use "
                     f"({error.strerror}): set cluster.{setting} to a free port, or 0 to pick one") from error
@@ -177,7 +176,6 @@ class Cluster:
         return text
 
     def fetch_json(self, service: str, url: str) -> dict:
-        import json
         container = self.container(service)
         if container is None or container.status != "running":
             raise ClusterError(f"{service} is not running")

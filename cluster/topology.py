@@ -35,7 +35,7 @@ class ClusterShape:
     namenode_ui_port: int = 0
     spark_master_ui_port: int = 0
     spark_worker_ui_port: int = 0
-    history_ui_port: int = 0
+    spark_history_ui_port: int = 0
     startup_timeout: float = 240.0
 
     @property
@@ -98,7 +98,7 @@ def validate(shape: ClusterShape) -> None:
         problems.append(f"cluster.worker_container_memory_gb={shape.worker_container_memory_gb} leaves no room "
                         f"beyond the executors' {shape.worker_memory_gb} GB: give it at least "
                         f"{shape.worker_memory_gb + 1} (Python and JVM overhead live there too)")
-    for key in ("namenode_ui_port", "spark_master_ui_port", "spark_worker_ui_port", "history_ui_port"):
+    for key in ("namenode_ui_port", "spark_master_ui_port", "spark_worker_ui_port", "spark_history_ui_port"):
         port = getattr(shape, key)
         if not 0 <= port <= 65535:
             problems.append(f"cluster.{key}={port} is not a port (0 picks a free one)")
@@ -196,6 +196,6 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                 command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
                 environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
                 healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"], stage=1,
-                ui_port=18080, host_port=shape.history_ui_port),
+                ui_port=18080, host_port=shape.spark_history_ui_port),
     ]
     return services, warnings

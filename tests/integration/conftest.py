@@ -54,7 +54,7 @@ def docker_client():
 def test_shape(**changes):
     shape = cluster_shape(kit_context(), project=f"dlkit-test-{uuid.uuid4().hex[:6]}")
     return dataclasses.replace(shape, namenode_ui_port=0, spark_master_ui_port=0,
-                               spark_worker_ui_port=0, history_ui_port=0, **changes)
+                               spark_worker_ui_port=0, spark_history_ui_port=0, **changes)
 
 
 @contextlib.contextmanager

@@ -55,7 +55,7 @@ def test_cpu_limits_are_capped_to_the_host_with_a_warning():
     ({"datanodes": 0, "replication": 0}, "datanodes must be at least 1"),
     ({"worker_container_memory_gb": 4}, "leaves no room"),
     ({"project": "Bad Name"}, "cluster.project"),
-    ({"history_ui_port": 70000}, "not a port"),
+    ({"spark_history_ui_port": 70000}, "not a port"),
 ])
 def test_impossible_shapes_are_refused_before_anything_starts(changes, message):
     with pytest.raises(TopologyError, match=message):

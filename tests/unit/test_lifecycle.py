@@ -1,0 +1,40 @@
+import dataclasses
+import socket
+
+import docker
+import pytest
+
+from cluster.lifecycle import Cluster, ClusterError
+from cluster.topology import ClusterShape
+
+SHAPE = ClusterShape(project="dlkit-unit", hadoop_image="h:1", spark_image="s:1")
+
+
+class FakeEngine:
+    """The one engine call planning makes: how many CPUs the Docker host has."""
+
+    # Builds endpoint configs locally; never connects (an explicit version skips the probe).
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+
+    def info(self):
+        return {"NCPU": 2}
+
+
+def test_a_configured_ui_port_in_use_is_a_clear_error_naming_its_setting():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cluster = Cluster(dataclasses.replace(SHAPE, spark_history_ui_port=port), FakeEngine())
+        with pytest.raises(ClusterError, match=f"127.0.0.1:{port} .*cluster.spark_history_ui_port"):
+            cluster._check_port_free(cluster.service("spark-history"))
+
+
+def test_containers_publish_uis_on_loopback_only_and_carry_the_project_label():
+    cluster = Cluster(SHAPE, FakeEngine())
+    kwargs = cluster.create_kwargs(cluster.service("namenode"), "dlkit-unit-net")
+    assert kwargs["ports"] == {"9870/tcp": ("127.0.0.1", None)}
+    assert kwargs["labels"] == {"dlkit.project": "dlkit-unit", "dlkit.service": "namenode"}
+    assert kwargs["volumes"] == {"dlkit-unit-namenode": {"bind": "/data", "mode": "rw"}}
+    assert kwargs["name"] == "dlkit-unit-namenode" and kwargs["hostname"] == "namenode"
+    assert "ports" not in cluster.create_kwargs(cluster.service("datanode-1"), "dlkit-unit-net")

@@ -1,9 +1,9 @@
 """The kit's tasks: `./kit --list` shows them, `./kit --help TASK` explains one."""
 from invoke import Collection
 
-from cli import cluster, images, testing
+from cli import cluster, data, images, pipeline, testing
 
-namespace = Collection(images)
-for module in (cluster, testing):
+namespace = Collection(images, data)
+for module in (cluster, pipeline, testing):
     for task_ in Collection.from_module(module).tasks.values():
         namespace.add_task(task_)

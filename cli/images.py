@@ -29,7 +29,11 @@ def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
         timings["debian"] = time.monotonic() - started
         for spec in image_specs(settings.prefix, debian):
             line = LiveLine(f"kit: build {spec.tag}")
-            build_image(client, spec, bundle or None, Path(settings.log_dir) / f"{spec.name}.log", line.update)
+            try:
+                build_image(client, spec, bundle or None, Path(settings.log_dir) / f"{spec.name}.log", line.update)
+            except BuildError:
+                line.done("failed")
+                raise
             line.done("built")
             timings[spec.name] = line.elapsed()
     except BuildError as error:

@@ -1,7 +1,12 @@
-"""One live status line on a terminal; in a log (CI), a line per phase plus a periodic heartbeat."""
+"""One live status line on a terminal; in a log (CI), a line per phase plus a periodic heartbeat.
+
+A ticker thread keeps the line alive while the work itself is silent (pip downloading a large
+wheel prints nothing for a minute), so long work never looks hung.
+"""
 from __future__ import annotations
 
 import sys
+import threading
 import time
 
 
@@ -12,29 +17,47 @@ class LiveLine:
         self.tty = self.stream.isatty()
         self.started = time.monotonic()
         self.heartbeat = heartbeat
-        self._phase = None
+        self._phase, self._detail = "starting", ""
+        self._printed_phase = None
         self._last_print = 0.0
         self._width = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        self._ticker.start()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
     def update(self, phase: str, detail: str = "") -> None:
         """phase: what is under way (e.g. a build step); detail: its latest output line."""
-        text = f"{self.label} [{self.elapsed():5.0f}s] {phase}" + (f" | {detail}" if detail else "")
+        with self._lock:
+            self._phase, self._detail = phase, detail
+            self._render(force=phase != self._printed_phase)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0 if self.tty else self.heartbeat):
+            with self._lock:
+                self._render(force=not self.tty)
+
+    def _render(self, force: bool) -> None:
+        text = f"{self.label} [{self.elapsed():5.0f}s] {self._phase}" + (f" | {self._detail}" if self._detail else "")
         if self.tty:
-            text = text[: 160]
+            text = text[:160]
             self.stream.write("\r" + text.ljust(self._width))
             self._width = len(text)
         else:
             now = time.monotonic()
-            if phase == self._phase and now - self._last_print < self.heartbeat:
+            if not force and now - self._last_print < self.heartbeat:
                 return
-            self._phase, self._last_print = phase, now
+            self._printed_phase, self._last_print = self._phase, now
             self.stream.write(text[:300] + "\n")
         self.stream.flush()
 
     def done(self, text: str) -> None:
+        self._stop.set()
+        self._ticker.join()
         line = f"{self.label} [{self.elapsed():5.0f}s] {text}"
-        self.stream.write(("\r" + line.ljust(self._width) if self.tty else line) + "\n")
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(("\r" + line.ljust(self._width) if self.tty else line) + "\n")
+            self.stream.flush()

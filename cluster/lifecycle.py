@@ -5,8 +5,10 @@ finds exactly what belongs to one cluster and two clusters never touch each othe
 """
 from __future__ import annotations
 
+import io
 import json
 import socket
+import tarfile
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -249,35 +251,64 @@ class Cluster:
                 "volumes": [v.name for v in self.client.volumes.list(filters=selector)]}
 
     # ---- clients -------------------------------------------------------------------------
-    def client_kwargs(self, command: list[str], project_dir: Path | None = None) -> dict:
-        """A spark-submit container on the cluster network: the driver never runs on the host."""
+    def client_kwargs(self, command: list[str], project_dir: Path | None = None,
+                      mounts: dict[str, str] | None = None) -> dict:
+        """A spark-submit container on the cluster network: the driver never runs on the host.
+
+        project_dir is mounted read-only at /opt/dlkit (and put on PYTHONPATH); mounts maps
+        further host folders to read-only container paths.
+        """
         name = f"{self.shape.project}-client-{uuid.uuid4().hex[:8]}"
         environment = dict(self.service("spark-master").environment)
         environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
         environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
+        volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
         kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
                       environment=environment, labels=labels(self.shape, "client"),
                       network=self.shape.network, nano_cpus=int(min(2, host_cpus(self.client)) * SECOND_NS),
-                      mem_limit="3g", detach=True)
+                      mem_limit="3g", detach=True, volumes=volumes)
         if project_dir is not None:
-            kwargs["volumes"] = {str(project_dir): {"bind": "/opt/dlkit", "mode": "ro"}}
+            volumes[str(project_dir)] = {"bind": "/opt/dlkit", "mode": "ro"}
             kwargs["working_dir"] = "/opt/dlkit"
             kwargs["environment"]["PYTHONPATH"] = "/opt/dlkit"
         return kwargs
 
     def run_client(self, command: list[str], project_dir: Path | None = None,
-                   out: Callable[[str], None] = print) -> int:
-        """Run a client container to completion, streaming its output; returns its exit code."""
+                   out: Callable[[str], None] = print, mounts: dict[str, str] | None = None,
+                   collect: tuple[str, Path] | None = None) -> int:
+        """Run a client container to completion, streaming its output; returns its exit code.
+
+        collect=(container folder, host folder) copies what the job wrote there out to the host
+        before the container is removed, so no host folder has to be writable by its user.
+        """
         if self.container("spark-master") is None:
             raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
-        container = self.client.containers.create(**self.client_kwargs(command, project_dir))
+        container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts))
         try:
             container.start()
             for line in _lines(container.logs(stream=True, follow=True)):
                 out(line)
-            return int(container.wait()["StatusCode"])
+            code = int(container.wait()["StatusCode"])
+            if collect is not None and code == 0:
+                copy_out(container, *collect)
+            return code
         finally:
             container.remove(force=True)
+
+
+def copy_out(container, inside: str, host_dir: Path) -> None:
+    """Extract a container folder's content into host_dir (its top folder name dropped)."""
+    stream, _ = container.get_archive(inside)
+    buffer = io.BytesIO(b"".join(stream))
+    host_dir.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=buffer) as archive:
+        members = []
+        for member in archive.getmembers():
+            _, _, rest = member.name.partition("/")
+            if rest:
+                member.name = rest
+                members.append(member)
+        archive.extractall(host_dir, members=members, filter="data")
 
 
 def _health(container) -> dict:

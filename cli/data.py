@@ -1,0 +1,98 @@
+"""data.*: get CIFAR-10 onto this machine (download, a local tarball, or a synthetic stand-in)."""
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.download import DownloadError, download, file_md5
+from cli.progress import LiveLine
+from jobs.cifar import FOLDER, TEST_FILES, TRAIN_FILES
+from jobs.synthetic_cifar import write_dataset
+
+SYNTHETIC_MARKER = "SYNTHETIC.json"
+
+
+def say(text: str) -> None:
+    print(f"kit: {text}", file=sys.stderr, flush=True)
+
+
+def dataset_dir(c) -> Path:
+    return Path(c.config.data.dir).resolve() / FOLDER
+
+
+def is_complete(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in TRAIN_FILES + TEST_FILES)
+
+
+def extract(tarball: Path, data_dir: Path) -> None:
+    try:
+        with tarfile.open(tarball) as archive:
+            members = [m for m in archive.getmembers() if m.name.startswith(f"{FOLDER}/")]
+            if not members:
+                raise Exit(f"kit: {tarball} holds no {FOLDER}/ folder: is it the CIFAR-10 binary version?")
+            archive.extractall(data_dir, members=members, filter="data")
+    except tarfile.TarError as error:
+        raise Exit(f"kit: {tarball} is not a readable tar.gz ({error})") from error
+
+
+def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=None, test_records=None):
+    """The CIFAR-10 batch files in data.dir, got the way asked; returns their folder."""
+    settings = c.config.data
+    data_dir = Path(settings.dir).resolve()
+    folder = data_dir / FOLDER
+    if is_complete(folder) and not force:
+        kind = "synthetic" if (folder / SYNTHETIC_MARKER).exists() else "CIFAR-10"
+        say(f"{kind} batch files already in {folder} (--force fetches again)")
+        return folder
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if synthetic:
+        per_batch = int(train_per_batch or settings.synthetic_train_per_batch)
+        tests = int(test_records or settings.synthetic_test_records)
+        say(f"writing a synthetic CIFAR-10 ({5 * per_batch} train + {tests} test records) to {folder}; "
+            "accuracy figures on it are not comparable with published CIFAR-10 results")
+        write_dataset(data_dir, per_batch, tests, int(settings.synthetic_seed))
+        (folder / SYNTHETIC_MARKER).write_text(json.dumps(
+            {"train_per_batch": per_batch, "test_records": tests, "seed": int(settings.synthetic_seed)}))
+        return folder
+    if from_:
+        source = Path(from_).expanduser()
+        if not source.is_file():
+            raise Exit(f"kit: --from {from_}: no such file; give the path of cifar-10-binary.tar.gz")
+        actual = file_md5(source)
+        if actual != settings.md5:
+            raise Exit(f"kit: {source} has md5 {actual}, not the official {settings.md5}: "
+                       "use the original cifar-10-binary.tar.gz")
+        tarball = source
+    else:
+        line = LiveLine("kit: download")
+        tarball = data_dir / "cifar-10-binary.tar.gz"
+        try:
+            download(settings.url, tarball, settings.md5, retries=int(settings.retries),
+                     progress=lambda done, total: line.update(
+                         f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")))
+        except DownloadError as error:
+            line.done("failed")
+            raise Exit(f"kit: {error}\nOffline? Use '--from PATH' with a tarball you have, or "
+                       "'--synthetic' for a generated stand-in in the same format.") from error
+        line.done(f"{tarball} verified")
+    (folder / SYNTHETIC_MARKER).unlink(missing_ok=True)
+    extract(tarball, data_dir)
+    if not is_complete(folder):
+        raise Exit(f"kit: {tarball} did not contain every batch file ({', '.join(TRAIN_FILES + TEST_FILES)})")
+    say(f"CIFAR-10 batch files ready in {folder}")
+    return folder
+
+
+@task(name="fetch", help={
+    "from_": "a cifar-10-binary.tar.gz already on disk (offline machines)",
+    "synthetic": "generate a stand-in in the same format instead (no download)",
+    "train_per_batch": "synthetic: records per training batch file (default data.synthetic_train_per_batch)",
+    "test_records": "synthetic: records in the test batch (default data.synthetic_test_records)",
+    "force": "fetch again even when the files are present"})
+def fetch(c, from_=None, synthetic=False, train_per_batch=None, test_records=None, force=False):
+    """Get CIFAR-10 (binary version) into data.dir: download with checksum, --from a tarball, or --synthetic."""
+    ensure_dataset(c, from_, synthetic, force, train_per_batch, test_records)

@@ -1,0 +1,78 @@
+"""stage and eda: run the dataset jobs on the cluster from a client container."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.cluster import PROJECT_DIR, open_cluster
+from cli.data import ensure_dataset
+from cluster.lifecycle import DRIVER, ClusterError
+
+DATA_MOUNT = "/opt/dlkit-data"
+OUT = "/home/spark/out"
+
+
+def run_job(c, project, job: str, args: list[str], mounts=None, collect=None) -> dict:
+    """spark-submit jobs/<job>.py on the cluster; returns the RESULT line's JSON."""
+    cluster = open_cluster(c, project)
+    result = {}
+
+    def show(line: str) -> None:
+        if line.startswith("RESULT "):
+            result.update(json.loads(line[len("RESULT "):]))
+        else:
+            print(line, flush=True)
+
+    command = ["spark-submit", DRIVER, f"/opt/dlkit/jobs/{job}.py", *args]
+    try:
+        code = cluster.run_client(command, PROJECT_DIR, out=show, mounts=mounts, collect=collect)
+    except ClusterError as error:
+        raise Exit(f"kit: {error}") from error
+    if code:
+        raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above", code=code)
+    return result
+
+
+def hdfs_url(c, project=None) -> str:
+    return open_cluster(c, project).shape.default_fs + c.config.data.hdfs_root
+
+
+@task(help={"synthetic": "no dataset yet? generate the synthetic stand-in (see data.fetch)",
+            "from_": "no dataset yet? take it from this cifar-10-binary.tar.gz",
+            "shards": "TFRecord files per split (default data.shards)",
+            "force": "stage again even when HDFS already holds these inputs",
+            "project": "cluster name prefix"})
+def stage(c, synthetic=False, from_=None, shards=None, force=False, project=None):
+    """Fetch CIFAR-10 if needed, then stage it into HDFS as TFRecord shards with a manifest."""
+    folder = ensure_dataset(c, from_=from_, synthetic=synthetic)
+    args = ["--source", DATA_MOUNT, "--target", hdfs_url(c, project),
+            "--shards", str(shards or c.config.data.shards)] + (["--force"] if force else [])
+    result = run_job(c, project, "stage_cifar", args, mounts={str(folder): DATA_MOUNT})
+    state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
+    sizes = result["shard_bytes"]
+    print(f"\n{hdfs_url(c, project)}: {state}\n"
+          f"| split | records | shards | records per class |\n|---|---|---|---|\n"
+          f"| train | {result['train_records']} | {result['shards']} | {result['train_class_counts']} |\n"
+          f"| test | {result['test_records']} | {result['shards']} | {result['test_class_counts']} |\n"
+          f"train shard sizes: {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB; manifest checksum {result['checksum'][:16]}")
+
+
+@task(help={"fraction": "share of records analysed (sampled in the executors)", "out": "local results folder",
+            "project": "cluster name prefix"})
+def eda(c, fraction=1.0, out=None, project=None):
+    """Label, brightness, contrast and pixel-range statistics of the staged data, with figures."""
+    out_dir = Path(out or Path(c.config.data.results_dir) / "eda").resolve()
+    result = run_job(c, project, "eda_cifar", ["--data", hdfs_url(c, project), "--out", OUT,
+                                                "--fraction", str(fraction)], collect=(OUT, out_dir))
+    report = json.loads((out_dir / "eda.json").read_text())
+    print(f"\nEDA of {hdfs_url(c, project)} (fraction {report['fraction']}) in {result['seconds']}s")
+    print("| split | images | mean pixel | mean brightness | mean contrast | mean pixel range |")
+    print("|---|---|---|---|---|---|")
+    for split, entry in report["splits"].items():
+        print(f"| {split} | {entry['records_analysed']} | {entry['mean_pixel_value']:.1f} | {entry['mean_brightness']:.1f} "
+              f"| {entry['mean_contrast']:.1f} | {entry['mean_pixel_range']:.1f} |")
+    print("figures: " + ", ".join(str(out_dir / name) for name in report["figures"]) + f"\njson: {out_dir / 'eda.json'}")
+    sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""PySpark job modules. Each has main(argv) that parses arguments and run(args) -> dict."""

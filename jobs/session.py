@@ -1,0 +1,37 @@
+"""The SparkSession of every job: quiet logs, and the jobs package shipped to the executors.
+
+Executors do not see the driver's files, so functions from jobs.* would not unpickle there;
+zipping the package and adding it with addPyFile works on any master (standalone, embedded
+local-cluster, or a user's own cluster).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def package_zip() -> str:
+    fd, path = tempfile.mkstemp(prefix="dlkit-jobs-", suffix=".zip")
+    os.close(fd)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(PACKAGE_DIR.rglob("*.py")):
+            archive.write(file, f"{PACKAGE_DIR.name}/{file.relative_to(PACKAGE_DIR)}")
+    return path
+
+
+def spark_session(app_name: str, master: str | None = None, conf: dict | None = None):
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    spark.sparkContext.addPyFile(package_zip())
+    return spark

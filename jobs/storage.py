@@ -1,0 +1,114 @@
+"""One small file API over HDFS (hdfs-native) and a local folder, chosen by the URL.
+
+Jobs take their storage root as an argument (``hdfs://namenode:8020/data`` on the cluster, a
+local path for the embedded master), so the same code runs on both. TensorFlow 2.16 has no
+HDFS filesystem of its own; hdfs-native talks to the namenode directly, no libhdfs needed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    is_dir: bool
+    length: int
+
+
+class LocalStorage:
+    def __init__(self, root: str):
+        self.root = root
+
+    def read_bytes(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(data)
+
+    def exists(self, path: str) -> bool:
+        return Path(path).exists()
+
+    def makedirs(self, path: str) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+    def listdir(self, path: str) -> list[Entry]:
+        return sorted((Entry(str(p), p.is_dir(), 0 if p.is_dir() else p.stat().st_size)
+                       for p in Path(path).iterdir()), key=lambda e: e.path)
+
+    def rename(self, source: str, target: str) -> None:
+        if Path(target).exists():
+            raise FileExistsError(target)
+        os.rename(source, target)
+
+    def delete(self, path: str) -> None:
+        if Path(path).is_dir():
+            shutil.rmtree(path)
+        elif Path(path).exists():
+            Path(path).unlink()
+
+    def join(self, *parts: str) -> str:
+        return os.path.join(*parts)
+
+
+class HdfsStorage:
+    def __init__(self, root: str):
+        from hdfs_native import Client
+
+        parsed = urlparse(root)
+        self.root = root
+        self.base = f"{parsed.scheme}://{parsed.netloc}"
+        self.client = Client(self.base)
+
+    def _path(self, path: str) -> str:
+        return urlparse(path).path if path.startswith("hdfs://") else path
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.client.read(self._path(path)) as reader:
+            return reader.read()
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        from hdfs_native import WriteOptions
+
+        with self.client.create(self._path(path), WriteOptions(overwrite=True, create_parent=True)) as writer:
+            writer.write(data)
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.client.get_file_info(self._path(path))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def makedirs(self, path: str) -> None:
+        self.client.mkdirs(self._path(path), create_parent=True)
+
+    def listdir(self, path: str) -> list[Entry]:
+        return sorted((Entry(self.base + s.path, s.isdir, s.length)
+                       for s in self.client.list_status(self._path(path))), key=lambda e: e.path)
+
+    def rename(self, source: str, target: str) -> None:
+        # HDFS renames a folder atomically: readers see the old name or the whole new folder.
+        self.client.rename(self._path(source), self._path(target))
+
+    def delete(self, path: str) -> None:
+        if self.exists(path):
+            self.client.delete(self._path(path), recursive=True)
+
+    def join(self, *parts: str) -> str:
+        return "/".join(p.rstrip("/") for p in parts)
+
+
+def open_storage(root: str):
+    """HdfsStorage for hdfs:// roots, LocalStorage for paths and file:// URLs."""
+    scheme = urlparse(root).scheme
+    if scheme == "hdfs":
+        return HdfsStorage(root)
+    if scheme in ("", "file"):
+        return LocalStorage(urlparse(root).path if scheme == "file" else root)
+    raise ValueError(f"unsupported storage root {root!r}: use hdfs://host:port/path or a local path")

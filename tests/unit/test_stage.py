@@ -1,0 +1,34 @@
+import pytest
+
+from jobs.cifar import FOLDER, RECORD_BYTES
+from jobs.stage_cifar import StagingError, explode_file, find_inputs, first_indices, record_error_in, shard_partition
+from jobs.synthetic_cifar import write_dataset
+
+
+def test_records_get_split_wide_indices_and_round_robin_shards(tmp_path):
+    write_dataset(tmp_path, train_per_batch=30, test_records=20, seed=0)
+    inputs = find_inputs(str(tmp_path))
+    offsets = first_indices(inputs)
+    assert offsets["data_batch_1.bin"] == ("train", 0) and offsets["data_batch_3.bin"] == ("train", 60)
+    assert offsets["test_batch.bin"] == ("test", 0)
+    data = (tmp_path / FOLDER / "data_batch_2.bin").read_bytes()
+    keyed = list(explode_file(("hdfs://nn/raw/data_batch_2.bin", data), offsets, shards=4))
+    assert [key for key, _ in keyed[:3]] == [("train", 2), ("train", 3), ("train", 0)]
+    assert [value[0] for _, value in keyed[:3]] == [30, 31, 32]
+    assert shard_partition(("test", 1), shards=4) == 5
+
+
+def test_missing_or_truncated_inputs_are_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(StagingError, match="missing data_batch_1.bin"):
+        find_inputs(str(tmp_path))
+    write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
+    with open(tmp_path / FOLDER / "test_batch.bin", "ab") as handle:
+        handle.write(b"\0" * 5)
+    with pytest.raises(ValueError, match=rf"test_batch.bin: .* offset {10 * RECORD_BYTES}"):
+        find_inputs(str(tmp_path))
+
+
+def test_a_record_error_is_found_inside_a_spark_failure_message():
+    message = ("An error occurred while calling collect.\n  File \"/x/cifar.py\", line 40\n"
+               "jobs.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n")
+    assert record_error_in(RuntimeError(message)) == "data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9"

@@ -1,0 +1,120 @@
+"""CIFAR-10 staging and EDA on the real cluster, with a small synthetic dataset."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from cluster.lifecycle import DRIVER
+from jobs.cifar import FOLDER, RECORD_BYTES
+from jobs.synthetic_cifar import write_dataset
+from tests.integration.conftest import ROOT
+from tests.integration.test_cluster import result_of
+
+SOURCE = "/opt/dlkit-data"
+TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
+
+
+def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
+    lines = []
+    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT,
+                              out=lines.append, mounts={str(source): SOURCE}, collect=collect)
+    return code, "\n".join(lines)
+
+
+def readable(path):
+    """pytest's temporary folders are private to root; the containers' user must read them."""
+    for item in [path, *path.rglob("*")]:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    for parent in path.parents:
+        if parent.name.startswith("pytest-"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o055)
+    return path
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_dataset(root, TRAIN_PER_BATCH, TEST_RECORDS, seed=7)
+    return readable(root / FOLDER)
+
+
+@pytest.fixture(scope="module")
+def target(cluster):
+    return cluster.shape.default_fs + "/data/cifar10-test"
+
+
+@pytest.fixture(scope="module")
+def staged(cluster, source, target):
+    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
+                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
+    assert code == 0, output[-4000:]
+    return result_of(output)
+
+
+def test_staging_writes_every_record_into_the_requested_shards(staged):
+    assert staged["up_to_date"] is False
+    assert staged["train_records"] == 5 * TRAIN_PER_BATCH and staged["test_records"] == TEST_RECORDS
+    assert staged["train_class_counts"] == [5 * TRAIN_PER_BATCH // 10] * 10
+    assert staged["test_class_counts"] == [TEST_RECORDS // 10] * 10
+    assert staged["shards"] == SHARDS and len(staged["shard_bytes"]) == SHARDS
+
+
+def test_the_staged_layout_in_hdfs_is_complete(cluster, staged):
+    listing = cluster.hdfs(["dfs", "-ls", "-R", "/data/cifar10-test"])
+    files = sorted(line.split()[-1].removeprefix("/data/cifar10-test/") for line in listing.splitlines()
+                   if line.startswith("-"))
+    assert files == sorted(["manifest.json", *(f"raw/data_batch_{i}.bin" for i in range(1, 6)), "raw/test_batch.bin",
+                            *(f"{split}/part-{k:05d}.tfrecord" for split in ("train", "test") for k in range(SHARDS))])
+
+
+def test_every_staged_record_decodes_to_its_source_record(cluster, staged, source, target):
+    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/verify_staged.py", [target, SOURCE], source)
+    assert code == 0, output[-4000:]
+    report = result_of(output)
+    assert report["checked"] == 5 * TRAIN_PER_BATCH + TEST_RECORDS
+    assert report["mismatches"] == []
+    assert report["shapes"] == [[32, 32, 3]]
+
+
+def test_staging_the_same_inputs_again_is_a_no_op(cluster, staged, source, target):
+    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
+                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
+    assert code == 0, output[-4000:]
+    again = result_of(output)
+    assert again["up_to_date"] is True and again["checksum"] == staged["checksum"]
+
+
+def test_eda_counts_labels_exactly_and_writes_its_figures(cluster, staged, source, target, tmp_path):
+    code, output = run_job(cluster, "/opt/dlkit/jobs/eda_cifar.py",
+                           ["--data", target, "--out", "/home/spark/out"], source,
+                           collect=("/home/spark/out", tmp_path))
+    assert code == 0, output[-4000:]
+    report = json.loads((tmp_path / "eda.json").read_text())
+    assert list(report["splits"]["train"]["label_counts"].values()) == [5 * TRAIN_PER_BATCH // 10] * 10
+    assert list(report["splits"]["test"]["label_counts"].values()) == [TEST_RECORDS // 10] * 10
+    histogram = report["splits"]["train"]["histograms"]["brightness"]["counts"]
+    assert sum(histogram) == 5 * TRAIN_PER_BATCH
+    assert 0 < report["global_mean_pixel_value"] < 255
+    for name in report["figures"]:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert set(report["figures"]) == {"labels.png", "brightness_contrast.png", "pixel_range.png", "samples.png"}
+
+
+def test_a_corrupt_input_fails_with_file_and_offset_and_leaves_nothing_in_hdfs(cluster, source, tmp_path):
+    corrupt = tmp_path / FOLDER
+    shutil.copytree(source, corrupt)
+    data = bytearray((corrupt / "data_batch_2.bin").read_bytes())
+    data[3 * RECORD_BYTES] = 12  # the label byte of record 3
+    (corrupt / "data_batch_2.bin").write_bytes(bytes(data))
+    target = cluster.shape.default_fs + "/data/cifar10-corrupt"
+    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
+                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], readable(corrupt))
+    assert code == 1, output[-4000:]
+    assert f"data_batch_2.bin: record 3 at byte offset {3 * RECORD_BYTES} has label 12, outside 0-9" in output
+    assert "Traceback" not in output.split("stage: bad input")[-1]
+    leftovers = [line.split()[-1] for line in cluster.hdfs(["dfs", "-ls", "/data"]).splitlines()
+                 if "cifar10-corrupt" in line]
+    assert leftovers == []

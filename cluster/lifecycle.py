@@ -262,6 +262,8 @@ class Cluster:
         environment = dict(self.service("spark-master").environment)
         environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
         environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
+        environment["SPARK-DEFAULTS.CONF_spark.driver.extraJavaOptions"] = \
+            "-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties"
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
         kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
                       environment=environment, labels=labels(self.shape, "client"),

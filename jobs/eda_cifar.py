@@ -58,15 +58,15 @@ def shard_statistics(shards, data_root: str, fraction: float, seed: int, samples
     storage = open_storage(data_root)
     partial = {"splits": {split: empty_split() for split in SPLITS}, "samples": {}}
     for split, shard_index, file in shards:
-        decoded = [decode_example(r) for r in read_tfrecord_bytes(storage.read_bytes(storage.join(data_root, file)))]
-        if not decoded:
-            continue
+        records = list(read_tfrecord_bytes(storage.read_bytes(storage.join(data_root, file))))
         rng = np.random.default_rng([seed, SPLITS.index(split), shard_index])
-        keep = rng.random(len(decoded)) < fraction if fraction < 1 else np.ones(len(decoded), bool)
-        images = np.stack([image for (image, _), kept in zip(decoded, keep) if kept]) if keep.any() else None
-        labels = np.array([label for (_, label), kept in zip(decoded, keep) if kept], np.int64)
-        if images is None:
+        if fraction < 1:  # sample before decoding: a small fraction is fast, not just small
+            records = [r for r, kept in zip(records, rng.random(len(records)) < fraction) if kept]
+        if not records:
             continue
+        decoded = [decode_example(record) for record in records]
+        images = np.stack([image for image, _ in decoded])
+        labels = np.array([label for _, label in decoded], np.int64)
         entry = partial["splits"][split]
         entry["records"] += len(labels)
         entry["labels"] += np.bincount(labels, minlength=NUM_CLASSES)
@@ -137,7 +137,8 @@ def draw_figures(result: dict, samples: dict, out: Path, per_class: int) -> list
     ax.set_xticks(positions, LABEL_NAMES, rotation=30)
     ax.set_ylabel("images")
     ax.set_title("Label distribution")
-    ax.legend()
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.15)
+    ax.legend(loc="upper right", ncols=2)
     save(fig, "labels.png")
 
     train = result["splits"]["train"]

@@ -76,3 +76,29 @@ def eda(c, fraction=1.0, out=None, project=None):
               f"| {entry['mean_contrast']:.1f} | {entry['mean_pixel_range']:.1f} |")
     print("figures: " + ", ".join(str(out_dir / name) for name in report["figures"]) + f"\njson: {out_dir / 'eda.json'}")
     sys.stdout.flush()
+
+
+def runs_url(c, project=None) -> str:
+    return open_cluster(c, project).shape.default_fs + c.config.train.hdfs_runs
+
+
+@task(help={"slots": "barrier tasks (workers)", "epochs": "most epochs (early stopping may end sooner)",
+            "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
+            "cores_per_slot": "executor cores and TensorFlow threads per worker",
+            "steps_per_epoch": "default: one pass over the training set", "run_id": "name of the run folder",
+            "project": "cluster name prefix"})
+def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
+          project=None):
+    """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
+    settings = c.config.train
+    args = ["--data", hdfs_url(c, project), "--runs", runs_url(c, project),
+            "--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
+            "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),
+            "--batch-per-worker", str(settings.batch_per_worker)]
+    args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
+    args += ["--run-id", run_id] if run_id else []
+    result = run_job(c, project, "train_cnn", args)
+    print(f"\nrun {result['run_dir']}: {result['epochs_run']} epochs on {result['slots']} slot(s) x "
+          f"{result['cores_per_slot']} core(s); test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}; "
+          f"training {result['train_seconds']}s (start-up {result['startup_seconds']}s), "
+          f"{result['steady_images_per_second']} images/s after epoch 1")

@@ -160,11 +160,11 @@ class Cluster:
         output = self.hdfs(["dfsadmin", "-safemode", "get"])
         if "Safe mode is OFF" not in output:
             raise ClusterError(f"the namenode reports it is still in safe mode:\n{output}")
-        folders = [HDFS_EVENTS_DIR, "/user/spark", "/data", "/tmp"]
+        folders = [HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs", "/tmp"]
         self.hdfs(["dfs", "-mkdir", "-p", *folders])
-        self.hdfs(["dfs", "-chown", "spark:spark", HDFS_EVENTS_DIR, "/user/spark", "/data"])
+        self.hdfs(["dfs", "-chown", "spark:spark", HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs"])
         self.hdfs(["dfs", "-chmod", "1777", "/tmp"])
-        say("hdfs: out of safe mode; /spark-events, /user/spark, /data and /tmp ready")
+        say("hdfs: out of safe mode; /spark-events, /user/spark, /data, /runs and /tmp ready")
 
     def hdfs(self, args: list[str], check: bool = True) -> str:
         """Run the hdfs CLI in the namenode container (as the HDFS superuser)."""

@@ -1,0 +1,96 @@
+"""tf.data input from TFRecord shards in HDFS (or a local folder), sharded by FILE per worker.
+
+The fetch of a shard's bytes sits inside the interleave function, after the file list: with
+AutoShardPolicy.FILE each worker then fetches and reads only its own files. (A map(fetch) in
+front of the interleave would make every worker fetch every file.) The fetch and every batch
+are tallied, so a run can show which files each worker read and how many records.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import uuid
+
+from jobs.storage import open_storage
+
+READS = collections.Counter()     # records read per shard file, in this process
+FETCHES = collections.Counter()   # times each shard file was opened, in this process
+
+
+def make_fetch(root: str, cache_dir: str | None = None):
+    """A py_function body: shard path -> local file path, fetched once and cached."""
+    storage = open_storage(root)
+    cache = cache_dir or tempfile.mkdtemp(prefix="dlkit-shards-")
+    os.makedirs(cache, exist_ok=True)
+
+    def fetch(path) -> bytes:
+        name = path.numpy().decode()
+        FETCHES[name] += 1
+        local = os.path.join(cache, name.replace("/", "_"))
+        if not os.path.exists(local):
+            partial = f"{local}.{uuid.uuid4().hex}.part"  # parallel interleave calls may race
+            with open(partial, "wb") as handle:
+                handle.write(storage.read_bytes(storage.join(root, name)))
+            os.replace(partial, local)
+        return local.encode()
+
+    return fetch
+
+
+def _tally(files):
+    for name, count in collections.Counter(files.numpy().tolist()).items():
+        READS[name.decode()] += count
+    return 0
+
+
+def parse(serialized, file_name):
+    import tensorflow as tf
+
+    features = tf.io.parse_single_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string),
+                                                       "label": tf.io.FixedLenFeature([], tf.int64)})
+    image = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (32, 32, 3))
+    return tf.cast(image, tf.float32) / 255.0, tf.cast(features["label"], tf.int32), file_name
+
+
+def augment(image, label, file_name):
+    import tensorflow as tf
+
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_crop(tf.image.resize_with_crop_or_pad(image, 36, 36), (32, 32, 3))
+    return image, label, file_name
+
+
+def make_dataset(root: str, files: list[str], batch_size: int, training: bool, seed: int = 0,
+                 augmentation: bool = False, fetch=None):
+    """Batches of (image in [0, 1], label); training data is shuffled and repeats forever."""
+    import tensorflow as tf
+
+    fetch = fetch or make_fetch(root)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+
+    def read_file(name):
+        local = tf.py_function(fetch, [name], tf.string)
+        local.set_shape(())
+        return tf.data.TFRecordDataset(local).map(lambda record: (record, name))
+
+    dataset = dataset.interleave(read_file, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
+                                 deterministic=not training)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+    if training:
+        if augmentation:
+            dataset = dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.shuffle(4096, seed=seed).repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=training)
+
+    def count(images, labels, names):
+        done = tf.py_function(_tally, [names], tf.int64)
+        with tf.control_dependencies([done]):
+            return tf.identity(images), labels
+
+    dataset = dataset.map(count).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.FILE
+    return dataset.with_options(options)

@@ -1,0 +1,287 @@
+"""Synchronous data-parallel training of the reference CNN on Spark barrier tasks.
+
+MirroredStrategyRunner (spark-tensorflow-distributor) starts one barrier task per slot and runs
+train_fn under MultiWorkerMirroredStrategy. Worker 0 is the chief: only it writes to the run
+folder (checkpoints each epoch keeping the last K, the final model, metrics.json, the sharding
+evidence); the others save into local temporary folders that are removed. The run folder is
+written as <run>.partial and renamed when complete, so it never appears half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+import uuid
+
+from jobs.session import spark_session
+from jobs.storage import open_storage
+
+RECIPES = ("paper", "tuned")
+
+
+class SlotsError(RuntimeError):
+    """More slots asked for than the cluster has free; says how to get more."""
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
+    parser.add_argument("--runs", required=True, help="storage URL under which the run folder is written")
+    parser.add_argument("--run-id", default=None)
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--cores-per-slot", type=int, default=2, help="TensorFlow threads per worker")
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--batch-per-worker", type=int, default=16)
+    parser.add_argument("--recipe", choices=RECIPES, default="paper")
+    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--keep-checkpoints", type=int, default=3)
+    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training set")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
+    return parser.parse_args(argv)
+
+
+# ---- slots (driver) ----------------------------------------------------------------------
+def free_slots(sc, cores_per_slot: int) -> int:
+    """Barrier slots the registered executors offer: each executor's cores // task cpus."""
+    import urllib.request
+
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        executors = [e for e in json.load(response) if e["id"] != "driver" and e.get("isActive", True)]
+    return sum(e["totalCores"] // cores_per_slot for e in executors)
+
+
+def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 60.0) -> int:
+    deadline = time.monotonic() + wait_seconds
+    free = free_slots(sc, cores_per_slot)
+    while free < slots and time.monotonic() < deadline:
+        time.sleep(2)  # executors may still be registering; bounded by wait_seconds
+        free = free_slots(sc, cores_per_slot)
+    if free < slots:
+        raise SlotsError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
+                         f"(barrier mode needs them all at once). Ask for --slots {free} or fewer, or give the "
+                         "worker more cores (cluster.worker_cores) and run './kit up' again.")
+    return free
+
+
+# ---- training (each barrier task) ----------------------------------------------------------
+def train_fn(config: dict):
+    import os
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    import tf_keras as keras
+    from pyspark import BarrierTaskContext
+
+    from jobs import input_pipeline
+    from jobs.cnn import build_model
+
+    context = BarrierTaskContext.get()
+    worker = context.partitionId()
+    workers = config["slots"]
+    chief = worker == 0
+    storage = open_storage(config["runs"])
+    run_dir = config["partial_dir"]
+    keras.utils.set_random_seed(config["seed"])
+
+    local = tempfile.mkdtemp(prefix=f"dlkit-worker{worker}-")
+    scratch = local if chief else os.path.join(local, f"workertemp_{worker}")
+    os.makedirs(scratch, exist_ok=True)
+
+    learning_rate = 1e-3
+    if config["recipe"] == "tuned":
+        learning_rate *= workers
+    model = build_model(learning_rate)
+
+    global_batch = config["batch_per_worker"] * workers
+    fetch = input_pipeline.make_fetch(config["data"], os.path.join(local, "shards"))
+    train = input_pipeline.make_dataset(config["data"], config["train_files"], global_batch, training=True,
+                                        seed=config["seed"], augmentation=config["recipe"] == "tuned", fetch=fetch)
+    test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False,
+                                       fetch=fetch)
+
+    history_rows = []
+
+    class ChiefCheckpoints(keras.callbacks.Callback):
+        """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.monotonic()
+            self.trained = None
+
+        def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
+            if self.trained is None:
+                self.trained = time.monotonic() - self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.monotonic() - self.started
+            trained = self.trained or seconds
+            row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "train_seconds": round(trained, 2),
+                   "images_per_second": round(config["steps_per_epoch"] * global_batch / trained, 1),
+                   **{k: float(v) for k, v in (logs or {}).items()}}
+            history_rows.append(row)
+            folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
+            self.model.save_weights(os.path.join(folder, "weights"))
+            if chief:
+                upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
+                prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
+                storage.write_bytes(storage.join(run_dir, "progress.jsonl"),
+                                    "".join(json.dumps(r) + "\n" for r in history_rows).encode())
+            shutil.rmtree(folder, ignore_errors=True)
+
+    callbacks = [ChiefCheckpoints(),
+                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"],
+                                               restore_best_weights=True)]
+    if config["recipe"] == "tuned" and workers > 1:
+        callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
+    started = time.monotonic()
+    model.fit(train, epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], validation_data=test,
+              callbacks=callbacks, verbose=0)
+    train_seconds = time.monotonic() - started
+    test_loss, test_accuracy = model.evaluate(test, verbose=0)
+
+    final = os.path.join(scratch, "final_model.keras")
+    model.save(final)
+    train_fetched = sorted(f for f in input_pipeline.FETCHES if f in config["train_records"])
+    evidence = {"worker": worker, "train_files": train_fetched,
+                "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
+                "fetched": dict(input_pipeline.FETCHES), "records_read": dict(input_pipeline.READS)}
+    everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
+    if not chief:
+        shutil.rmtree(local, ignore_errors=True)
+        return None
+
+    metrics = {
+        "run_id": config["run_id"], "slots": workers, "cores_per_slot": config["cores_per_slot"],
+        "recipe": config["recipe"], "seed": config["seed"], "batch_per_worker": config["batch_per_worker"],
+        "global_batch": global_batch, "learning_rate": learning_rate, "steps_per_epoch": config["steps_per_epoch"],
+        "epochs_run": len(history_rows), "history": history_rows,
+        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
+        "train_seconds": round(train_seconds, 1),
+        "steady_images_per_second": steady_rate(history_rows),
+        "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
+    }
+    storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
+    storage.write_bytes(storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]),
+                                                                            indent=2).encode())
+    storage.write_bytes(storage.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    shutil.rmtree(local, ignore_errors=True)
+    return metrics
+
+
+def warmup(start_rate: float, target_rate: float, epochs: int):
+    import tf_keras as keras
+
+    def schedule(epoch, rate):
+        return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1)) if epoch < epochs else rate
+
+    return keras.callbacks.LearningRateScheduler(schedule)
+
+
+def steady_rate(history: list[dict]) -> float | None:
+    """Images per second after the first epoch, which carries graph building and warm-up."""
+    rows = history[1:] or history
+    return round(sum(r["images_per_second"] for r in rows) / len(rows), 1) if rows else None
+
+
+def upload_folder(storage, local: str, target: str) -> None:
+    """Checkpoint files into <target>.tmp, then renamed: a checkpoint folder is always whole."""
+    import os
+
+    staging = target + ".tmp"
+    storage.delete(staging)
+    for name in sorted(os.listdir(local)):
+        with open(os.path.join(local, name), "rb") as handle:
+            storage.write_bytes(storage.join(staging, name), handle.read())
+    storage.rename(staging, target)
+
+
+def prune_checkpoints(storage, folder: str, keep: int) -> None:
+    done = [e.path for e in storage.listdir(folder) if e.is_dir and not e.path.endswith(".tmp")]
+    for path in sorted(done)[:-keep]:
+        storage.delete(path)
+
+
+# ---- driver ---------------------------------------------------------------------------------
+def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -> None:
+    """Prints each epoch as the chief reports it: training runs on the executors, not here."""
+    shown = 0
+    path = storage.join(run_dir, "progress.jsonl")
+    while not stop.wait(3):
+        try:
+            rows = [json.loads(line) for line in storage.read_bytes(path).decode().splitlines()]
+        except Exception:  # not written yet
+            continue
+        for row in rows[shown:]:
+            print(f"train: epoch {row['epoch']}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                  f"{row['seconds']:.1f}s ({row['train_seconds']:.1f}s training, {row['images_per_second']:.0f} img/s)",
+                  file=sys.stderr, flush=True)
+        shown = len(rows)
+
+
+def run(args) -> dict:
+    from spark_tensorflow_distributor import MirroredStrategyRunner
+
+    storage = open_storage(args.data)
+    manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
+    train_files = [s["file"] for s in manifest["splits"]["train"]["shards"]]
+    if len(train_files) < args.slots:
+        raise SlotsError(f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
+                         f"stage with --shards {args.slots} or more")
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    runs = open_storage(args.runs)
+    run_dir = runs.join(args.runs, run_id)
+    if runs.exists(run_dir):
+        raise SlotsError(f"{run_dir} exists already: choose another --run-id")
+    cores = str(args.cores_per_slot)
+    spark = spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
+        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores, "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
+        "spark.executorEnv.OMP_NUM_THREADS": cores, "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+        "spark.task.cpus": cores, "spark.executor.cores": cores})
+    stop = threading.Event()
+    try:
+        check_slots(spark.sparkContext, args.slots, args.cores_per_slot)
+        config = {
+            "data": args.data, "runs": args.runs, "run_id": run_id, "partial_dir": run_dir + ".partial",
+            "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
+            "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
+            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "train_files": train_files,
+            "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
+            "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},
+            "steps_per_epoch": args.steps_per_epoch or
+            manifest["splits"]["train"]["records"] // (args.batch_per_worker * args.slots),
+        }
+        runs.delete(config["partial_dir"])
+        follower = threading.Thread(target=follow_progress, args=(runs, config["partial_dir"], args.epochs, stop),
+                                    daemon=True)
+        follower.start()
+        started = time.monotonic()
+        metrics = MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
+        metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+        metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
+        runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())
+        runs.rename(config["partial_dir"], run_dir)
+    finally:
+        stop.set()
+        spark.stop()
+    return {**metrics, "run_dir": run_dir}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except SlotsError as error:
+        print(f"train: {error}", file=sys.stderr)
+        sys.exit(1)
+    print("RESULT " + json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

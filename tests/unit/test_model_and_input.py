@@ -1,0 +1,29 @@
+import numpy as np
+
+from jobs import input_pipeline
+from jobs.cnn import build_model
+from jobs.tfrecord import encode_example, tfrecord_bytes
+
+
+def test_the_reference_cnn_has_the_studys_parameter_count_and_ten_probabilities():
+    model = build_model()
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    assert trainable == 591_658
+    out = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert out.shape == (2, 10)
+    assert np.allclose(out.numpy().sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_the_pipeline_scales_pixels_keeps_labels_and_tallies_what_it_read(tmp_path):
+    (tmp_path / "train").mkdir()
+    images = np.arange(5 * 32 * 32 * 3, dtype=np.int64).reshape(5, 32, 32, 3) % 256
+    data = tfrecord_bytes(encode_example(i.astype(np.uint8), label) for i, label in zip(images, [3, 1, 4, 1, 5]))
+    (tmp_path / "train" / "part-00000.tfrecord").write_bytes(data)
+    input_pipeline.READS.clear()
+    dataset = input_pipeline.make_dataset(str(tmp_path), ["train/part-00000.tfrecord"], batch_size=5, training=False)
+    batch_images, batch_labels = next(iter(dataset))
+    assert batch_images.shape == (5, 32, 32, 3) and batch_images.dtype.name == "float32"
+    assert np.allclose(batch_images.numpy(), images / 255.0)
+    assert batch_labels.numpy().tolist() == [3, 1, 4, 1, 5]
+    assert input_pipeline.READS == {"train/part-00000.tfrecord": 5}
+    assert input_pipeline.FETCHES["train/part-00000.tfrecord"] == 1

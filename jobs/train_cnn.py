@@ -54,7 +54,7 @@ def free_slots(sc, cores_per_slot: int) -> int:
     return sum(e["totalCores"] // cores_per_slot for e in executors)
 
 
-def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 60.0) -> int:
+def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0) -> int:
     deadline = time.monotonic() + wait_seconds
     free = free_slots(sc, cores_per_slot)
     while free < slots and time.monotonic() < deadline:

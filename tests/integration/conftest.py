@@ -6,6 +6,7 @@ containers, network and volumes even when setup fails.
 from __future__ import annotations
 
 import contextlib
+import json
 import dataclasses
 import os
 import uuid
@@ -21,7 +22,9 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper imag
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from cli.settings import cluster_shape  # noqa: E402
-from cluster.lifecycle import Cluster  # noqa: E402
+from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
+from jobs.cifar import FOLDER  # noqa: E402
+from jobs.synthetic_cifar import write_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -98,3 +101,53 @@ def run_in_client(cluster: Cluster, command: list[str], timeout: float = 300) ->
         output = wrapped.logs().decode(errors="replace")
     assert code == 0, f"{command} exited with {code}:\n{output[-4000:]}"
     return output
+
+
+def result_of(output: str) -> dict:
+    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"no RESULT line in:\n{output[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+SOURCE = "/opt/dlkit-data"
+TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
+
+
+def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
+    lines = []
+    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT,
+                              out=lines.append, mounts={str(source): SOURCE}, collect=collect)
+    return code, "\n".join(lines)
+
+
+def readable(path):
+    """pytest's temporary folders are private to root; the containers' user must read them."""
+    for item in [path, *path.rglob("*")]:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    for parent in path.parents:
+        if parent.name.startswith("pytest-"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o055)
+    return path
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cifar")
+    write_dataset(root, TRAIN_PER_BATCH, TEST_RECORDS, seed=7)
+    return readable(root / FOLDER)
+
+
+@pytest.fixture(scope="session")
+def target(cluster):
+    return cluster.shape.default_fs + "/data/cifar10-test"
+
+
+@pytest.fixture(scope="session")
+def staged(cluster, source, target):
+    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
+                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
+    assert code == 0, output[-4000:]
+    return result_of(output)
+
+

@@ -1,7 +1,6 @@
 """The cluster foundation on real containers: HDFS, Spark standalone, barrier mode, lifecycle."""
 from __future__ import annotations
 
-import json
 import re
 import urllib.request
 
@@ -9,15 +8,9 @@ import pytest
 
 from cluster.lifecycle import DRIVER
 from cluster.readiness import wait_healthy
-from tests.integration.conftest import run_in_client, running_cluster
+from tests.integration.conftest import result_of, run_in_client, running_cluster
 
 JOBS = "/opt/dlkit/tests/integration/jobs"
-
-
-def result_of(output: str) -> dict:
-    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert lines, f"no RESULT line in:\n{output[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
 
 
 def test_status_reports_a_healthy_cluster_with_two_datanodes_and_a_four_core_worker(cluster):

@@ -4,55 +4,8 @@ from __future__ import annotations
 import json
 import shutil
 
-import pytest
-
-from cluster.lifecycle import DRIVER
 from jobs.cifar import FOLDER, RECORD_BYTES
-from jobs.synthetic_cifar import write_dataset
-from tests.integration.conftest import ROOT
-from tests.integration.test_cluster import result_of
-
-SOURCE = "/opt/dlkit-data"
-TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
-
-
-def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
-    lines = []
-    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT,
-                              out=lines.append, mounts={str(source): SOURCE}, collect=collect)
-    return code, "\n".join(lines)
-
-
-def readable(path):
-    """pytest's temporary folders are private to root; the containers' user must read them."""
-    for item in [path, *path.rglob("*")]:
-        item.chmod(0o755 if item.is_dir() else 0o644)
-    for parent in path.parents:
-        if parent.name.startswith("pytest-"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o055)
-    return path
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cifar")
-    write_dataset(root, TRAIN_PER_BATCH, TEST_RECORDS, seed=7)
-    return readable(root / FOLDER)
-
-
-@pytest.fixture(scope="module")
-def target(cluster):
-    return cluster.shape.default_fs + "/data/cifar10-test"
-
-
-@pytest.fixture(scope="module")
-def staged(cluster, source, target):
-    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
-                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
-    assert code == 0, output[-4000:]
-    return result_of(output)
-
+from tests.integration.conftest import SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, readable, result_of, run_job
 
 def test_staging_writes_every_record_into_the_requested_shards(staged):
     assert staged["up_to_date"] is False

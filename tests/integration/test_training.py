@@ -1,0 +1,78 @@
+"""Distributed training on the real cluster: FILE sharding, chief-only writes, slots."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.integration.conftest import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job
+
+TRAIN = "/opt/dlkit/jobs/train_cnn.py"
+
+
+def train(cluster, target, source, *extra: str) -> tuple[int, str]:
+    runs = cluster.shape.default_fs + "/runs"
+    return run_job(cluster, TRAIN, ["--data", target, "--runs", runs, "--batch-per-worker", "16", *extra], source)
+
+
+def hdfs_json(cluster, path: str):
+    return json.loads(cluster.hdfs(["dfs", "-cat", path]))
+
+
+@pytest.fixture(scope="module")
+def two_slots(cluster, staged, target, source):
+    code, output = train(cluster, target, source, "--slots", "2", "--epochs", "2", "--steps-per-epoch", "10",
+                         "--run-id", "it-two-slots")
+    assert code == 0, output[-5000:]
+    assert "train: epoch 2/2" in output  # progress reached the driver live
+    return result_of(output)
+
+
+def test_two_workers_read_disjoint_file_sets_that_cover_every_shard(cluster, two_slots):
+    evidence = hdfs_json(cluster, "/runs/it-two-slots/sharding.json")
+    assert [e["worker"] for e in evidence] == [0, 1]
+    first, second = (set(e["train_files"]) for e in evidence)
+    assert first and second and not first & second
+    assert first | second == {f"train/part-{k:05d}.tfrecord" for k in range(SHARDS)}
+    assert sum(e["train_records_in_files"] for e in evidence) == 5 * TRAIN_PER_BATCH
+    for entry in evidence:
+        read = {name: n for name, n in entry["records_read"].items() if name.startswith("train/")}
+        assert read and set(read) <= set(entry["train_files"]), entry
+
+
+def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
+    listing = cluster.hdfs(["dfs", "-ls", "-R", "/runs/it-two-slots"])
+    paths = [line.split()[-1].removeprefix("/runs/it-two-slots/") for line in listing.splitlines()
+             if line.startswith(("-", "d"))]
+    assert {"checkpoints/epoch-0001", "checkpoints/epoch-0002", "final_model.keras", "metrics.json",
+            "sharding.json"} <= set(paths)
+    assert not [p for p in paths if "workertemp" in p or p.endswith(".tmp")]
+    assert "it-two-slots.partial" not in cluster.hdfs(["dfs", "-ls", "/runs"])
+    metrics = hdfs_json(cluster, "/runs/it-two-slots/metrics.json")
+    assert metrics["slots"] == 2 and metrics["global_batch"] == 32 and metrics["epochs_run"] == 2
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2]
+    assert metrics["test_accuracy"] == two_slots["test_accuracy"]
+
+
+def test_the_saved_model_reproduces_the_reported_test_accuracy(cluster, two_slots, target, source):
+    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
+                           [cluster.shape.default_fs + "/runs/it-two-slots", target], source)
+    assert code == 0, output[-4000:]
+    reloaded = result_of(output)
+    assert reloaded["test_accuracy"] == pytest.approx(two_slots["test_accuracy"], abs=1.5 / TEST_RECORDS)
+
+
+def test_a_one_slot_run_reads_every_shard(cluster, staged, target, source):
+    code, output = train(cluster, target, source, "--slots", "1", "--epochs", "1", "--steps-per-epoch", "5",
+                         "--run-id", "it-one-slot")
+    assert code == 0, output[-5000:]
+    assert result_of(output)["slots"] == 1
+    evidence = hdfs_json(cluster, "/runs/it-one-slot/sharding.json")
+    assert len(evidence) == 1 and len(evidence[0]["train_files"]) == SHARDS
+
+
+def test_more_slots_than_the_cluster_has_fail_before_training(cluster, staged, target, source):
+    code, output = train(cluster, target, source, "--slots", "3", "--epochs", "1", "--run-id", "it-too-many")
+    assert code == 1
+    assert "asked for 3 slots of 2 cores, but the cluster has 2 free" in output
+    assert "it-too-many" not in cluster.hdfs(["dfs", "-ls", "/runs"])

@@ -15,8 +15,8 @@ DATA_MOUNT = "/opt/dlkit-data"
 OUT = "/home/spark/out"
 
 
-def run_job(c, project, job: str, args: list[str], mounts=None, collect=None) -> dict:
-    """spark-submit jobs/<job>.py on the cluster; returns the RESULT line's JSON."""
+def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None) -> dict:
+    """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON."""
     cluster = open_cluster(c, project)
     result = {}
 
@@ -26,9 +26,10 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None) ->
         else:
             print(line, flush=True)
 
-    command = ["spark-submit", DRIVER, f"/opt/dlkit/jobs/{job}.py", *args]
+    launcher = ["python"] if plain else ["spark-submit", DRIVER]
+    command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
     try:
-        code = cluster.run_client(command, PROJECT_DIR, out=show, mounts=mounts, collect=collect)
+        code = cluster.run_client(command, PROJECT_DIR, out=show, mounts=mounts, collect=collect, cpus=cpus)
     except ClusterError as error:
         raise Exit(f"kit: {error}") from error
     if code:

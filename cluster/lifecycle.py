@@ -9,6 +9,7 @@ import io
 import json
 import socket
 import tarfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -252,7 +253,7 @@ class Cluster:
 
     # ---- clients -------------------------------------------------------------------------
     def client_kwargs(self, command: list[str], project_dir: Path | None = None,
-                      mounts: dict[str, str] | None = None) -> dict:
+                      mounts: dict[str, str] | None = None, cpus: float | None = None) -> dict:
         """A spark-submit container on the cluster network: the driver never runs on the host.
 
         project_dir is mounted read-only at /opt/dlkit (and put on PYTHONPATH); mounts maps
@@ -267,7 +268,8 @@ class Cluster:
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
         kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
                       environment=environment, labels=labels(self.shape, "client"),
-                      network=self.shape.network, nano_cpus=int(min(2, host_cpus(self.client)) * SECOND_NS),
+                      network=self.shape.network,
+                      nano_cpus=int((cpus or min(2, host_cpus(self.client))) * SECOND_NS),
                       mem_limit="3g", detach=True, volumes=volumes)
         if project_dir is not None:
             volumes[str(project_dir)] = {"bind": "/opt/dlkit", "mode": "ro"}
@@ -277,24 +279,33 @@ class Cluster:
 
     def run_client(self, command: list[str], project_dir: Path | None = None,
                    out: Callable[[str], None] = print, mounts: dict[str, str] | None = None,
-                   collect: tuple[str, Path] | None = None) -> int:
+                   collect: tuple[str, Path] | None = None, cpus: float | None = None,
+                   timeout: float | None = None) -> int:
         """Run a client container to completion, streaming its output; returns its exit code.
 
         collect=(container folder, host folder) copies what the job wrote there out to the host
         before the container is removed, so no host folder has to be writable by its user.
+        timeout: seconds after which the container is killed (its exit code is then non-zero).
         """
         if self.container("spark-master") is None:
             raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
-        container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts))
+        container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts, cpus))
+        watchdog = threading.Timer(timeout, container.kill) if timeout else None
         try:
             container.start()
+            if watchdog:
+                watchdog.start()
             for line in _lines(container.logs(stream=True, follow=True)):
                 out(line)
             code = int(container.wait()["StatusCode"])
+            if watchdog and not watchdog.is_alive():
+                out(f"kit: {command[:3]} was killed after {timeout:.0f}s")
             if collect is not None and code == 0:
                 copy_out(container, *collect)
             return code
         finally:
+            if watchdog:
+                watchdog.cancel()
             container.remove(force=True)
 
 

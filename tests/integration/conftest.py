@@ -110,13 +110,14 @@ def result_of(output: str) -> dict:
 
 
 SOURCE = "/opt/dlkit-data"
+JOB_TIMEOUT = 900  # a stuck job fails its test with its output instead of stalling the whole run
 TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
 
 
 def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
     lines = []
-    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT,
-                              out=lines.append, mounts={str(source): SOURCE}, collect=collect)
+    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT, out=lines.append,
+                              mounts={str(source): SOURCE}, collect=collect, timeout=JOB_TIMEOUT)
     return code, "\n".join(lines)
 
 

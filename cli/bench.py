@@ -1,0 +1,190 @@
+"""bench: 1 slot against 2 (or any list) on the same data and seed, with baselines and resource use."""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.cluster import open_cluster
+from cli.pipeline import hdfs_url, run_job, runs_url
+from cluster.lifecycle import PROJECT_LABEL, host_cpus
+
+
+class ResourceSampler:
+    """CPU % and memory of every container of the project, from the Docker API's stats stream."""
+
+    def __init__(self, client, project: str):
+        self.client, self.project = client, project
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.watched: set[str] = set()
+
+    def _follow(self, container) -> None:
+        try:
+            for stats in container.stats(stream=True, decode=True):
+                if self.stop.is_set():
+                    return
+                cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
+                cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
+                system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+                cpus = cpu.get("online_cpus") or 1
+                percent = 100.0 * cpu_delta / system_delta * cpus if system_delta > 0 and cpu_delta >= 0 else 0.0
+                memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
+                self.samples.setdefault(container.name, []).append((percent, memory))
+        except Exception:  # the container went away (a finished client): its samples stay
+            return
+
+    def _discover(self) -> None:
+        while not self.stop.wait(2):
+            for container in self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+                if container.name not in self.watched:
+                    self.watched.add(container.name)
+                    thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
+                    thread.start()
+                    self.threads.append(thread)
+
+    def __enter__(self):
+        threading.Thread(target=self._discover, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+    def summary(self) -> dict:
+        out = {}
+        for name, rows in sorted(self.samples.items()):
+            busy = [cpu for cpu, _ in rows[1:]] or [0.0]
+            out[name.removeprefix(f"{self.project}-")] = {
+                "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
+                "samples": len(rows)}
+        return out
+
+
+def read_metrics(cluster, run_dir: str) -> dict:
+    path = run_dir.split("://", 1)[-1].split("/", 1)[-1]
+    return json.loads(cluster.hdfs(["dfs", "-cat", f"/{path}/metrics.json"]))
+
+
+def report_markdown(results: dict) -> str:
+    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | images/s (after epoch 1) "
+             "| speed-up | scaling efficiency | start-up (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in results["configurations"]:
+        lines.append(f"| {row['label']} | {row['test_accuracy']:.4f} | {row['test_loss']:.4f} | {row['train_seconds']} "
+                     f"| {row['epochs_run']} | {row['steady_images_per_second']} | {row.get('speed_up', '-')} "
+                     f"| {row.get('efficiency', '-')} | {row.get('startup_seconds', '-')} |")
+    for name, row in results["baselines"].items():
+        rate = row.get("steady_images_per_second", "-")
+        lines.append(f"| baseline {name} ({row.get('model', 'tf-keras, ' + str(row.get('threads')) + ' thread(s)')}) "
+                     f"| {row['test_accuracy']:.4f} | {row.get('test_loss', float('nan')):.4f} | {row['train_seconds']} "
+                     f"| {row.get('epochs_run', '-')} | {rate} | - | - | - |")
+    text = "\n".join(lines) + "\n"
+    if results.get("kit_vs_plain") is not None:
+        text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
+    text += "\nResource use (mean CPU %, peak memory MB) per container, per configuration:\n\n"
+    text += "| configuration | container | mean CPU % | peak memory MB |\n|---|---|---|---|\n"
+    for row in results["configurations"]:
+        for name, usage in row["resources"].items():
+            text += f"| {row['label']} | {name} | {usage['mean_cpu_percent']} | {usage['peak_memory_mb']} |\n"
+    for warning in results["warnings"]:
+        text += f"\n> warning: {warning}\n"
+    if results.get("synthetic"):
+        text += "\n> The data is the synthetic stand-in: accuracies are not comparable with published CIFAR-10 results.\n"
+    return text
+
+
+def draw_curves(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (accuracy, loss) = plt.subplots(1, 2, figsize=(11, 4))
+    series = [(row["label"], row["history"]) for row in results["configurations"]]
+    if "plain" in results["baselines"]:
+        series.append(("plain tf-keras", results["baselines"]["plain"]["history"]))
+    for label, history in series:
+        epochs = [h["epoch"] for h in history]
+        accuracy.plot(epochs, [h["accuracy"] for h in history], marker="o", label=f"{label} train")
+        accuracy.plot(epochs, [h["val_accuracy"] for h in history], marker="o", linestyle="--", label=f"{label} val")
+        loss.plot(epochs, [h["loss"] for h in history], marker="o", label=f"{label} train")
+        loss.plot(epochs, [h["val_loss"] for h in history], marker="o", linestyle="--", label=f"{label} val")
+    for ax, name in ((accuracy, "accuracy"), (loss, "loss")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@task(default=True, help={
+    "slots": "comma-separated slot counts, e.g. 1,2,4", "epochs": "most epochs per configuration",
+    "recipe": "paper or tuned", "cores_per_slot": "executor cores and TensorFlow threads per slot",
+    "steps_per_epoch": "default: a full pass over the training set",
+    "baselines": "comma-separated: plain (tf-keras, no Spark), mllib (Spark MLlib MLP); '' for none",
+    "mllib_iterations": "MLlib's maxIter", "out": "results folder", "project": "cluster name prefix"})
+def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
+          baselines="plain,mllib", mllib_iterations=30, out=None, project=None):
+    """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
+    settings = c.config.bench
+    cluster = open_cluster(c, project)
+    counts = [int(s) for s in str(slots).split(",") if s.strip()]
+    cores = int(cores_per_slot or settings.cores_per_slot)
+    epochs = int(epochs or settings.epochs)
+    recipe = recipe or c.config.train.recipe
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(out or Path(c.config.data.results_dir) / "bench" / stamp).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    available = host_cpus(cluster.client)
+    warnings = [f"{n} slots x {cores} cores = {n * cores} cores exceed the host's {available}: the slots share "
+                "cores, so speed-up is not a scaling measurement" for n in counts if n * cores > available]
+    for warning in warnings:
+        print(f"kit: warning: {warning}", file=sys.stderr)
+    common = ["--epochs", str(epochs)] + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else [])
+    configurations = []
+    for count in counts:
+        print(f"kit: bench: {count} slot(s) x {cores} core(s)", file=sys.stderr, flush=True)
+        with ResourceSampler(cluster.client, cluster.shape.project) as sampler:
+            result = run_job(c, project, "train_cnn", [
+                "--data", hdfs_url(c, project), "--runs", runs_url(c, project), "--slots", str(count),
+                "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", f"bench-{stamp}-{count}x{cores}",
+                "--batch-per-worker", str(c.config.train.batch_per_worker), *common])
+        metrics = read_metrics(cluster, result["run_dir"])
+        configurations.append({**metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
+                               "startup_seconds": result["startup_seconds"], "resources": sampler.summary()})
+    base = next((row for row in configurations if row["slots"] == 1), None)
+    for row in configurations:
+        if base and base["steady_images_per_second"]:
+            row["speed_up"] = round(row["steady_images_per_second"] / base["steady_images_per_second"], 3)
+            row["efficiency"] = round(row["speed_up"] / row["slots"], 3)
+    baseline_results = {}
+    wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
+    unknown = set(wanted) - {"plain", "mllib"}
+    if unknown:
+        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, mllib, or ''")
+    if "plain" in wanted:
+        print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
+        baseline_results["plain"] = run_job(c, project, "train_plain", [
+            "--data", hdfs_url(c, project), "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+            *common], plain=True, cpus=cores)
+    if "mllib" in wanted:
+        print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
+        baseline_results["mllib"] = run_job(c, project, "train_mllib", [
+            "--data", hdfs_url(c, project), "--max-iter", str(mllib_iterations)])
+    synthetic = (Path(c.config.data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
+    results = {"created": stamp, "host_cores": available, "recipe": recipe, "epochs": epochs, "synthetic": synthetic,
+               "configurations": configurations, "baselines": baseline_results, "warnings": warnings,
+               "kit_vs_plain": (round(base["steady_images_per_second"] / baseline_results["plain"]["steady_images_per_second"], 3)
+                                if base and "plain" in baseline_results else None)}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    markdown = report_markdown(results)
+    (out_dir / "report.md").write_text(markdown)
+    draw_curves(results, out_dir / "curves.png")
+    print("\n" + markdown)
+    print(f"results: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}\ncurves: {out_dir / 'curves.png'}")

@@ -107,12 +107,13 @@ def draw_curves(results: dict, path: Path) -> None:
     series = [(row["label"], row["history"]) for row in results["configurations"]]
     if "plain" in results["baselines"]:
         series.append(("plain tf-keras", results["baselines"]["plain"]["history"]))
-    for label, history in series:
+    for index, (label, history) in enumerate(series):
         epochs = [h["epoch"] for h in history]
-        accuracy.plot(epochs, [h["accuracy"] for h in history], marker="o", label=f"{label} train")
-        accuracy.plot(epochs, [h["val_accuracy"] for h in history], marker="o", linestyle="--", label=f"{label} val")
-        loss.plot(epochs, [h["loss"] for h in history], marker="o", label=f"{label} train")
-        loss.plot(epochs, [h["val_loss"] for h in history], marker="o", linestyle="--", label=f"{label} val")
+        colour = f"C{index}"  # one colour per configuration: solid train, dashed validation
+        for ax, key in ((accuracy, "accuracy"), (loss, "loss")):
+            ax.plot(epochs, [h[key] for h in history], marker="o", color=colour, label=f"{label} train")
+            ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", color=colour, linestyle="--",
+                    label=f"{label} val")
     for ax, name in ((accuracy, "accuracy"), (loss, "loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)

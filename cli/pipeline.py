@@ -10,6 +10,7 @@ from invoke import Exit, task
 from cli.cluster import PROJECT_DIR, open_cluster
 from cli.data import ensure_dataset
 from cluster.lifecycle import DRIVER, ClusterError
+from jobs import result as result_line
 
 DATA_MOUNT = "/opt/dlkit-data"
 OUT = "/home/spark/out"
@@ -18,12 +19,11 @@ OUT = "/home/spark/out"
 def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON."""
     cluster = open_cluster(c, project)
-    result = {}
+    lines = []
 
     def show(line: str) -> None:
-        if line.startswith("RESULT "):
-            result.update(json.loads(line[len("RESULT "):]))
-        else:
+        lines.append(line)
+        if not line.startswith(result_line.PREFIX):
             print(line, flush=True)
 
     launcher = ["python"] if plain else ["spark-submit", DRIVER]
@@ -34,6 +34,9 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, pl
         raise Exit(f"kit: {error}") from error
     if code:
         raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above", code=code)
+    result = result_line.find(lines)
+    if result is None:
+        raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above")
     return result
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from jobs.cifar import LABEL_NAMES, NUM_CLASSES
+from jobs.result import run_main
 from jobs.session import spark_session
 from jobs.storage import open_storage
 
@@ -204,15 +204,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except FileNotFoundError as error:
-        print(f"eda: {error}", file=sys.stderr)
-        sys.exit(1)
-    print("RESULT " + json.dumps({k: v for k, v in result.items() if k != "splits"} |
-                                 {"label_counts": {s: result["splits"][s]["label_counts"] for s in SPLITS}}))
-    return result
+    return run_main("eda", run, parse_args(argv), (FileNotFoundError,), hide=("splits",))
 
 
 if __name__ == "__main__":

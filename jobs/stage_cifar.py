@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.cifar import FOLDER, NUM_CLASSES, TEST_FILES, TRAIN_FILES, RecordError, check_length, parse_records, split_of
+from jobs.result import run_main
 from jobs.session import spark_session
 from jobs.storage import open_storage
 
@@ -205,14 +206,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except (StagingError, RecordError) as error:
-        print(f"stage: {error}", file=sys.stderr)
-        sys.exit(1)
-    print("RESULT " + json.dumps(result), flush=True)
-    return result
+    return run_main("stage", run, parse_args(argv), (StagingError, RecordError))
 
 
 if __name__ == "__main__":

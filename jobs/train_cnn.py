@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from jobs.result import run_main
 from jobs.session import spark_session
 from jobs.storage import open_storage
 
@@ -273,14 +274,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    try:
-        result = run(args)
-    except SlotsError as error:
-        print(f"train: {error}", file=sys.stderr)
-        sys.exit(1)
-    print("RESULT " + json.dumps({k: v for k, v in result.items() if k != "history"}), flush=True)
-    return result
+    return run_main("train", run, parse_args(argv), (SlotsError,), hide=("history",))
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ executors, and trains and scores with MLlib alone: Spark's own answer to the sam
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
+from jobs.result import run_main
 from jobs.session import spark_session
 
 
@@ -59,9 +59,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    result = run(parse_args(argv))
-    print("RESULT " + json.dumps(result), flush=True)
-    return result
+    return run_main("mllib", run, parse_args(argv))
 
 
 if __name__ == "__main__":

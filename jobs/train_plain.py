@@ -9,6 +9,8 @@ import argparse
 import json
 import time
 
+from jobs.result import run_main
+
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__)
@@ -72,9 +74,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    result = run(parse_args(argv))
-    print("RESULT " + json.dumps(result), flush=True)
-    return result
+    return run_main("plain", run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ containers, network and volumes even when setup fails.
 from __future__ import annotations
 
 import contextlib
-import json
 import dataclasses
 import os
 import uuid
@@ -23,6 +22,7 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from cli.settings import cluster_shape  # noqa: E402
 from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
+from jobs import result as result_line  # noqa: E402
 from jobs.cifar import FOLDER  # noqa: E402
 from jobs.synthetic_cifar import write_dataset  # noqa: E402
 
@@ -104,9 +104,9 @@ def run_in_client(cluster: Cluster, command: list[str], timeout: float = 300) ->
 
 
 def result_of(output: str) -> dict:
-    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
-    assert lines, f"no RESULT line in:\n{output[-3000:]}"
-    return json.loads(lines[-1][len("RESULT "):])
+    found = result_line.find(output.splitlines())
+    assert found is not None, f"no RESULT line in:\n{output[-3000:]}"
+    return found
 
 
 SOURCE = "/opt/dlkit-data"

@@ -10,6 +10,7 @@ from jobs.storage import open_storage
 run_dir, data = sys.argv[1], sys.argv[2]
 storage = open_storage(run_dir)
 import tf_keras as keras  # noqa: E402
+from jobs.result import emit
 
 local = os.path.join(tempfile.mkdtemp(), "final_model.keras")
 with open(local, "wb") as handle:
@@ -18,4 +19,4 @@ model = keras.models.load_model(local)
 manifest = json.loads(storage.read_bytes(storage.join(data, "manifest.json")))
 test = make_dataset(data, [s["file"] for s in manifest["splits"]["test"]["shards"]], 64, training=False)
 loss, accuracy = model.evaluate(test, verbose=0)
-print("RESULT " + json.dumps({"test_loss": loss, "test_accuracy": accuracy}))
+emit({"test_loss": loss, "test_accuracy": accuracy})

@@ -1,10 +1,10 @@
 """Write seeded random bytes to HDFS with hdfs-native, read them back, print both digests."""
 import hashlib
-import json
 import random
 import sys
 
 from hdfs_native import Client, WriteOptions
+from jobs.result import emit
 
 path, size, replication = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 payload = random.Random(path).randbytes(size)
@@ -13,6 +13,6 @@ with client.create(path, WriteOptions(replication=replication)) as writer:
     writer.write(payload)
 with client.read(path) as reader:
     read_back = reader.read()
-print("RESULT " + json.dumps({"written_sha256": hashlib.sha256(payload).hexdigest(),
+emit({"written_sha256": hashlib.sha256(payload).hexdigest(),
                               "read_sha256": hashlib.sha256(read_back).hexdigest(),
-                              "length": len(read_back)}))
+                              "length": len(read_back)})

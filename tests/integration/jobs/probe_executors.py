@@ -4,6 +4,7 @@ import urllib.request
 
 from pyspark import BarrierTaskContext
 from pyspark.sql import SparkSession
+from jobs.result import emit
 
 
 def barrier_task(_):
@@ -21,11 +22,11 @@ def main():
     with urllib.request.urlopen(url) as response:
         executors = [e for e in json.load(response) if e["id"] != "driver"]
     barrier = sc.parallelize(range(2), 2).barrier().mapPartitions(barrier_task).collect()
-    print("RESULT " + json.dumps({
+    emit({
         "sum_of_squares": total,
         "executors": [{"id": e["id"], "cores": e["totalCores"], "tasks": e["completedTasks"]} for e in executors],
         "barrier": barrier,
-    }))
+    })
     spark.stop()
 
 

@@ -7,6 +7,7 @@ import numpy as np
 from jobs.cifar import TEST_FILES, TRAIN_FILES, parse_records
 from jobs.storage import open_storage
 from jobs.tfrecord import decode_example, read_tfrecord_bytes
+from jobs.result import emit
 
 data_root, source = sys.argv[1], sys.argv[2]
 storage = open_storage(data_root)
@@ -28,4 +29,4 @@ for split, files in (("train", TRAIN_FILES), ("test", TEST_FILES)):
             if label != labels[index] or not np.array_equal(image, images[index]):
                 report["mismatches"].append([split, shard["file"], position])
 report["shapes"] = sorted(report["shapes"])
-print("RESULT " + json.dumps(report))
+emit(report)

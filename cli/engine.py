@@ -12,6 +12,7 @@ import docker.errors
 from invoke import Exit
 
 DOCKERD_LOG = "/var/log/dlkit-dockerd.log"
+POLL_SECONDS = 0.5  # between pings while dockerd starts, within the bounded wait
 
 
 def ping() -> docker.DockerClient | None:
@@ -56,7 +57,7 @@ def ensure_engine(wait_seconds: float = 60.0) -> docker.DockerClient:
         client = ping()
         if client:
             return client
-        time.sleep(0.5)
+        time.sleep(POLL_SECONDS)
     tail = _tail(DOCKERD_LOG)
     raise Exit(f"dockerd did not answer within {wait_seconds:.0f}s. Its last log lines:\n{tail}\n"
                "Fix what they say (often: another dockerd, or no overlay/iptables support), then retry.")

@@ -20,6 +20,7 @@ from jobs.session import spark_session
 from jobs.storage import open_storage
 
 RECIPES = ("paper", "tuned")
+SLOT_POLL_SECONDS = 2.0
 
 
 class SlotsError(RuntimeError):
@@ -59,7 +60,7 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0)
     deadline = time.monotonic() + wait_seconds
     free = free_slots(sc, cores_per_slot)
     while free < slots and time.monotonic() < deadline:
-        time.sleep(2)  # executors may still be registering; bounded by wait_seconds
+        time.sleep(SLOT_POLL_SECONDS)  # executors may still be registering; bounded by wait_seconds
         free = free_slots(sc, cores_per_slot)
     if free < slots:
         raise SlotsError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "

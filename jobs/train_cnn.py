@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from jobs.history import epoch_history, steady_rate
 from jobs.result import run_main
 from jobs.session import spark_session
 from jobs.storage import open_storage
@@ -23,8 +24,8 @@ RECIPES = ("paper", "tuned")
 SLOT_POLL_SECONDS = 2.0
 
 
-class SlotsError(RuntimeError):
-    """More slots asked for than the cluster has free; says how to get more."""
+class SetupError(RuntimeError):
+    """A run that cannot start (too few free slots or shards, a run id in use), said before training."""
 
 
 def parse_args(argv):
@@ -63,7 +64,7 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0)
         time.sleep(SLOT_POLL_SECONDS)  # executors may still be registering; bounded by wait_seconds
         free = free_slots(sc, cores_per_slot)
     if free < slots:
-        raise SlotsError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
+        raise SetupError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
                          f"(barrier mode needs them all at once). Ask for --slots {free} or fewer, or give the "
                          "worker more cores (cluster.worker_cores) and run './kit up' again.")
     return free
@@ -106,36 +107,22 @@ def train_fn(config: dict):
     test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False,
                                        fetch=fetch)
 
-    history_rows = []
+    history = epoch_history(config["steps_per_epoch"], global_batch)
 
     class ChiefCheckpoints(keras.callbacks.Callback):
         """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
 
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.monotonic()
-            self.trained = None
-
-        def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
-            if self.trained is None:
-                self.trained = time.monotonic() - self.started
-
         def on_epoch_end(self, epoch, logs=None):
-            seconds = time.monotonic() - self.started
-            trained = self.trained or seconds
-            row = {"epoch": epoch + 1, "seconds": round(seconds, 2), "train_seconds": round(trained, 2),
-                   "images_per_second": round(config["steps_per_epoch"] * global_batch / trained, 1),
-                   **{k: float(v) for k, v in (logs or {}).items()}}
-            history_rows.append(row)
             folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
             self.model.save_weights(os.path.join(folder, "weights"))
             if chief:
                 upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
                 prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
                 storage.write_bytes(storage.join(run_dir, "progress.jsonl"),
-                                    "".join(json.dumps(r) + "\n" for r in history_rows).encode())
+                                    "".join(json.dumps(r) + "\n" for r in history.rows).encode())
             shutil.rmtree(folder, ignore_errors=True)
 
-    callbacks = [ChiefCheckpoints(),
+    callbacks = [history, ChiefCheckpoints(),
                  keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"],
                                                restore_best_weights=True)]
     if config["recipe"] == "tuned" and workers > 1:
@@ -161,10 +148,10 @@ def train_fn(config: dict):
         "run_id": config["run_id"], "slots": workers, "cores_per_slot": config["cores_per_slot"],
         "recipe": config["recipe"], "seed": config["seed"], "batch_per_worker": config["batch_per_worker"],
         "global_batch": global_batch, "learning_rate": learning_rate, "steps_per_epoch": config["steps_per_epoch"],
-        "epochs_run": len(history_rows), "history": history_rows,
+        "epochs_run": len(history.rows), "history": history.rows,
         "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
         "train_seconds": round(train_seconds, 1),
-        "steady_images_per_second": steady_rate(history_rows),
+        "steady_images_per_second": steady_rate(history.rows),
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
@@ -182,12 +169,6 @@ def warmup(start_rate: float, target_rate: float, epochs: int):
         return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1)) if epoch < epochs else rate
 
     return keras.callbacks.LearningRateScheduler(schedule)
-
-
-def steady_rate(history: list[dict]) -> float | None:
-    """Images per second after the first epoch, which carries graph building and warm-up."""
-    rows = history[1:] or history
-    return round(sum(r["images_per_second"] for r in rows) / len(rows), 1) if rows else None
 
 
 def upload_folder(storage, local: str, target: str) -> None:
@@ -233,13 +214,13 @@ def run(args) -> dict:
     manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
     train_files = [s["file"] for s in manifest["splits"]["train"]["shards"]]
     if len(train_files) < args.slots:
-        raise SlotsError(f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
+        raise SetupError(f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
                          f"stage with --shards {args.slots} or more")
     run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     runs = open_storage(args.runs)
     run_dir = runs.join(args.runs, run_id)
     if runs.exists(run_dir):
-        raise SlotsError(f"{run_dir} exists already: choose another --run-id")
+        raise SetupError(f"{run_dir} exists already: choose another --run-id")
     cores = str(args.cores_per_slot)
     spark = spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
         "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores, "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
@@ -275,7 +256,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    return run_main("train", run, parse_args(argv), (SlotsError,), hide=("history",))
+    return run_main("train", run, parse_args(argv), (SetupError,), hide=("history",))
 
 
 if __name__ == "__main__":

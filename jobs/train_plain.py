@@ -32,6 +32,7 @@ def run(args) -> dict:
     import tf_keras as keras
 
     from jobs.cnn import build_model
+    from jobs.history import epoch_history, steady_rate
     from jobs.input_pipeline import make_dataset
     from jobs.storage import open_storage
 
@@ -43,34 +44,21 @@ def run(args) -> dict:
     train = make_dataset(args.data, files["train"], args.batch, training=True, seed=args.seed)
     test = make_dataset(args.data, files["test"], args.batch, training=False)
     model = build_model()
-    history = []
+    def show(row):
+        print(f"plain: epoch {row['epoch']}/{args.epochs} acc {row['accuracy']:.4f} "
+              f"val_acc {row['val_accuracy']:.4f} {row['images_per_second']:.0f} img/s", flush=True)
 
-    class Timing(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started, self.trained = time.monotonic(), None
-
-        def on_test_begin(self, logs=None):
-            self.trained = self.trained or time.monotonic() - self.started
-
-        def on_epoch_end(self, epoch, logs=None):
-            trained = self.trained or time.monotonic() - self.started
-            history.append({"epoch": epoch + 1, "train_seconds": round(trained, 2),
-                            "images_per_second": round(steps * args.batch / trained, 1),
-                            **{k: float(v) for k, v in (logs or {}).items()}})
-            print(f"plain: epoch {epoch + 1}/{args.epochs} acc {history[-1]['accuracy']:.4f} "
-                  f"val_acc {history[-1]['val_accuracy']:.4f} {history[-1]['images_per_second']:.0f} img/s", flush=True)
-
+    history = epoch_history(steps, args.batch, on_row=show)
     started = time.monotonic()
     model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=test, verbose=0,
-              callbacks=[Timing(), keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+              callbacks=[history, keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                                                  restore_best_weights=True)])
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
-    rows = history[1:] or history
-    return {"threads": args.threads, "epochs_run": len(history), "history": history,
+    return {"threads": args.threads, "epochs_run": len(history.rows), "history": history.rows,
             "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
             "train_seconds": round(train_seconds, 1),
-            "steady_images_per_second": round(sum(r["images_per_second"] for r in rows) / len(rows), 1)}
+            "steady_images_per_second": steady_rate(history.rows)}
 
 
 def main(argv=None) -> dict:

@@ -1,0 +1,43 @@
+"""Per-epoch history for the training loops: training-only time, images per second, and the logs.
+
+Keras's on_epoch_end comes after validation; timing stops at on_test_begin, so images/s
+measures training alone, comparable between the distributed runs and the plain baseline.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+
+def epoch_history(steps_per_epoch: int, batch: int, on_row: Callable[[dict], None] | None = None):
+    """A callback whose .rows holds one dict per finished epoch; on_row sees each as it lands."""
+    import tf_keras as keras
+
+    class EpochHistory(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.rows: list[dict] = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started, self.trained = time.monotonic(), None
+
+        def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
+            if self.trained is None:
+                self.trained = time.monotonic() - self.started
+
+        def on_epoch_end(self, epoch, logs=None):
+            seconds = time.monotonic() - self.started
+            trained = self.trained or seconds
+            self.rows.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "train_seconds": round(trained, 2),
+                              "images_per_second": round(steps_per_epoch * batch / trained, 1),
+                              **{key: float(value) for key, value in (logs or {}).items()}})
+            if on_row:
+                on_row(self.rows[-1])
+
+    return EpochHistory()
+
+
+def steady_rate(rows: list[dict]) -> float | None:
+    """Images per second after the first epoch, which carries graph building and warm-up."""
+    rows = rows[1:] or rows
+    return round(sum(r["images_per_second"] for r in rows) / len(rows), 1) if rows else None

@@ -1,0 +1,24 @@
+import numpy as np
+
+from jobs.history import epoch_history, steady_rate
+
+
+def test_each_epoch_reports_training_time_without_validation_and_its_rate():
+    import tf_keras as keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    x, y = np.random.default_rng(0).random((64, 4)), np.arange(64) % 2
+    seen = []
+    history = epoch_history(steps_per_epoch=4, batch=16, on_row=seen.append)
+    model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=[history], verbose=0)
+    assert [row["epoch"] for row in history.rows] == [1, 2] and seen == history.rows
+    for row in history.rows:
+        assert 0 < row["train_seconds"] <= row["seconds"]
+        assert row["images_per_second"] == round(64 / row["train_seconds"], 1)
+        assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(row)
+
+
+def test_the_steady_rate_leaves_out_the_first_epoch():
+    assert steady_rate([{"images_per_second": 10.0}, {"images_per_second": 300.0}, {"images_per_second": 310.0}]) == 305.0
+    assert steady_rate([{"images_per_second": 42.0}]) == 42.0 and steady_rate([]) is None

@@ -9,6 +9,7 @@ from invoke import Exit, task
 
 from cli.cluster import PROJECT_DIR, open_cluster
 from cli.data import ensure_dataset
+from cli.settings import cluster_shape
 from cluster.lifecycle import DRIVER, ClusterError
 from jobs import result as result_line
 
@@ -41,7 +42,8 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, pl
 
 
 def hdfs_url(c, project=None) -> str:
-    return open_cluster(c, project).shape.default_fs + c.config.data.hdfs_root
+    """Derived from the settings alone: no engine call, so tasks may ask for it freely."""
+    return cluster_shape(c, project).default_fs + c.config.data.hdfs_root
 
 
 @task(help={"synthetic": "no dataset yet? generate the synthetic stand-in (see data.fetch)",
@@ -83,7 +85,7 @@ def eda(c, fraction=1.0, out=None, project=None):
 
 
 def runs_url(c, project=None) -> str:
-    return open_cluster(c, project).shape.default_fs + c.config.train.hdfs_runs
+    return cluster_shape(c, project).default_fs + c.config.train.hdfs_runs
 
 
 @task(help={"slots": "barrier tasks (workers)", "epochs": "most epochs (early stopping may end sooner)",

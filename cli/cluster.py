@@ -9,16 +9,13 @@ from pathlib import Path
 from invoke import Exit, task
 
 from cli.engine import ensure_engine
+from cli.progress import say
 from cli.settings import cluster_shape
 from cluster.lifecycle import DRIVER, Cluster, ClusterError
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def say(text: str) -> None:
-    print(f"kit: {text}", file=sys.stderr, flush=True)
 
 
 def open_cluster(c, project: str | None = None) -> Cluster:

@@ -2,22 +2,17 @@
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 from pathlib import Path
 
 from invoke import Exit, task
 
 from cli.download import DownloadError, download, file_md5
-from cli.progress import LiveLine
+from cli.progress import LiveLine, say
 from jobs.cifar import FOLDER, TEST_FILES, TRAIN_FILES
 from jobs.synthetic_cifar import write_dataset
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
-
-
-def say(text: str) -> None:
-    print(f"kit: {text}", file=sys.stderr, flush=True)
 
 
 def dataset_dir(c) -> Path:

@@ -1,19 +1,14 @@
 """images.*: build the kit's Docker images (base, hadoop, spark)."""
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 from invoke import Exit, task
 
 from cli.engine import ensure_engine
-from cli.progress import LiveLine
+from cli.progress import LiveLine, say
 from images.build import BuildError, build_image, image_specs, resolve_debian_base
-
-
-def say(text: str) -> None:
-    print(f"kit: {text}", file=sys.stderr, flush=True)
 
 
 def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:

@@ -10,6 +10,11 @@ import threading
 import time
 
 
+def say(text: str) -> None:
+    """One line of the kit's own output, on stderr so stdout stays for reports (status --json)."""
+    print(f"kit: {text}", file=sys.stderr, flush=True)
+
+
 class LiveLine:
     def __init__(self, label: str, stream=None, heartbeat: float = 30.0):
         self.label = label

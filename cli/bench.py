@@ -13,6 +13,8 @@ from cli.cluster import open_cluster
 from cli.pipeline import hdfs_url, run_job, runs_url
 from cluster.lifecycle import PROJECT_LABEL, host_cpus
 
+CEILING_STEPS = 1000
+
 
 class ResourceSampler:
     """CPU % and memory of every container of the project, from the Docker API's stats stream."""
@@ -70,21 +72,43 @@ def read_metrics(cluster, run_dir: str) -> dict:
     return json.loads(cluster.hdfs(["dfs", "-cat", f"/{path}/metrics.json"]))
 
 
+def epoch_seconds(history: list[dict]) -> str:
+    """Mean seconds per epoch after the first (total / of which training), as the study reports them."""
+    rows = history[1:] or history
+    if not rows:
+        return "-"
+    return (f"{sum(r['seconds'] for r in rows) / len(rows):.1f} / "
+            f"{sum(r['train_seconds'] for r in rows) / len(rows):.1f}")
+
+
 def report_markdown(results: dict) -> str:
-    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | images/s (after epoch 1) "
-             "| speed-up | scaling efficiency | start-up (s) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | s per epoch (all / training) "
+             "| images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["configurations"]:
         lines.append(f"| {row['label']} | {row['test_accuracy']:.4f} | {row['test_loss']:.4f} | {row['train_seconds']} "
-                     f"| {row['epochs_run']} | {row['steady_images_per_second']} | {row.get('speed_up', '-')} "
-                     f"| {row.get('efficiency', '-')} | {row.get('startup_seconds', '-')} |")
+                     f"| {row['epochs_run']} | {epoch_seconds(row['history'])} | {row['steady_images_per_second']} "
+                     f"| {row.get('speed_up', '-')} | {row.get('efficiency', '-')} | {row.get('startup_seconds', '-')} |")
     for name, row in results["baselines"].items():
         rate = row.get("steady_images_per_second", "-")
         lines.append(f"| baseline {name} ({row.get('model', 'tf-keras, ' + str(row.get('threads')) + ' thread(s)')}) "
                      f"| {row['test_accuracy']:.4f} | {row.get('test_loss', float('nan')):.4f} | {row['train_seconds']} "
-                     f"| {row.get('epochs_run', '-')} | {rate} | - | - | - |")
+                     f"| {row.get('epochs_run', '-')} | {epoch_seconds(row.get('history', []))} | {rate} | - | - | - |")
     text = "\n".join(lines) + "\n"
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
+    ceiling = results["baselines"].get("ceiling")
+    if ceiling:
+        widest = max(results["configurations"], key=lambda row: row["slots"])
+        text += (f"\nHost ceiling: {ceiling['copies']} independent copies reach {ceiling['steady_images_per_second']} images/s "
+                 f"together ({ceiling['per_copy_images_per_second']} each). The {widest['label']} run reaches "
+                 f"{widest['steady_images_per_second'] / ceiling['steady_images_per_second']:.3f} of it.\n")
+    text += "\nMemory per executor (peak): Python training process RSS and executor JVM heap + off-heap, MB:\n\n"
+    text += "| configuration | worker | cores pinned | Python RSS | executor JVMs |\n|---|---|---|---|---|\n"
+    for row in results["configurations"]:
+        jvms = ", ".join(f"{key}: {value}" for key, value in sorted(row.get("executor_jvm_peak_mb", {}).items()))
+        for worker in row.get("workers", []):
+            text += f"| {row['label']} | {worker['worker']} | {worker['cpus']} | {worker['peak_rss_mb']} | {jvms} |\n"
     text += "\nResource use (mean CPU %, peak memory MB) per container, per configuration:\n\n"
     text += "| configuration | container | mean CPU % | peak memory MB |\n|---|---|---|---|\n"
     for row in results["configurations"]:
@@ -124,14 +148,47 @@ def draw_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def ceiling_steps(steps_per_epoch) -> list[str]:
+    """The ceiling measures a rate only: two epochs of a fixed length are enough."""
+    return ["--epochs", "2", "--steps-per-epoch", str(steps_per_epoch or CEILING_STEPS), "--patience", "99"]
+
+
+def hardware_ceiling(c, project, copies: int, cores: int, common: list[str]) -> dict:
+    """N plain trainings at once, each pinned to its own cores, with no communication at all.
+
+    Their summed rate is the most N slots could reach on this host: shared caches, memory
+    bandwidth or hyperthread siblings show up here, not as framework overhead.
+    """
+    results: list[dict | None] = [None] * copies
+
+    def one(index: int) -> None:
+        results[index] = run_job(c, project, "train_plain", [
+            "--data", hdfs_url(c, project), "--threads", str(cores), "--first-cpu", str(index * cores),
+            "--batch", str(c.config.train.batch_per_worker), *common], plain=True, cpus=None)
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(r is None for r in results):
+        raise Exit("kit: a copy of the ceiling baseline failed; its messages are above")
+    rates = [r["steady_images_per_second"] for r in results]
+    return {"model": f"{copies} independent tf-keras copies, {cores} thread(s) each", "copies": copies,
+            "steady_images_per_second": round(sum(rates), 1), "per_copy_images_per_second": rates,
+            "test_accuracy": results[0]["test_accuracy"], "test_loss": results[0]["test_loss"],
+            "train_seconds": max(r["train_seconds"] for r in results), "epochs_run": results[0]["epochs_run"]}
+
+
 @task(default=True, help={
     "slots": "comma-separated slot counts, e.g. 1,2,4", "epochs": "most epochs per configuration",
     "recipe": "paper or tuned", "cores_per_slot": "executor cores and TensorFlow threads per slot",
     "steps_per_epoch": "default: a full pass over the training set",
-    "baselines": "comma-separated: plain (tf-keras, no Spark), mllib (Spark MLlib MLP); '' for none",
+    "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
+                 "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
     "mllib_iterations": "MLlib's maxIter", "out": "results folder", "project": "cluster name prefix"})
 def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-          baselines="plain,mllib", mllib_iterations=30, out=None, project=None):
+          baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, project=None):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
     settings = c.config.bench
     cluster = open_cluster(c, project)
@@ -166,14 +223,18 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
             row["efficiency"] = round(row["speed_up"] / row["slots"], 3)
     baseline_results = {}
     wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
-    unknown = set(wanted) - {"plain", "mllib"}
+    unknown = set(wanted) - {"plain", "ceiling", "mllib"}
     if unknown:
-        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, mllib, or ''")
+        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
     if "plain" in wanted:
         print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
         baseline_results["plain"] = run_job(c, project, "train_plain", [
             "--data", hdfs_url(c, project), "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
             *common], plain=True, cpus=cores)
+    widest = max(counts, default=1)
+    if "ceiling" in wanted and widest > 1 and widest * cores <= available:
+        print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once", file=sys.stderr, flush=True)
+        baseline_results["ceiling"] = hardware_ceiling(c, project, widest, cores, ceiling_steps(steps_per_epoch))
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
         baseline_results["mllib"] = run_job(c, project, "train_mllib", [

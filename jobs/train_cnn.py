@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 
+from jobs import placement
 from jobs.history import epoch_history, steady_rate
 from jobs.result import run_main
 from jobs.session import spark_session
@@ -42,6 +43,8 @@ def parse_args(argv):
     parser.add_argument("--keep-checkpoints", type=int, default=3)
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--no-pin-cores", dest="pin_cores", action="store_false",
+                        help="let the workers' threads float instead of giving each slot cores of its own")
     parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
     return parser.parse_args(argv)
 
@@ -55,6 +58,21 @@ def free_slots(sc, cores_per_slot: int) -> int:
     with urllib.request.urlopen(url, timeout=10) as response:
         executors = [e for e in json.load(response) if e["id"] != "driver" and e.get("isActive", True)]
     return sum(e["totalCores"] // cores_per_slot for e in executors)
+
+
+def executor_jvm_peak_mb(sc) -> dict:
+    """Peak JVM heap + off-heap per executor, from Spark's executor metrics (the Python side is in workers)."""
+    import urllib.request
+
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            executors = json.load(response)
+    except OSError:
+        return {}
+    return {e["id"]: round((e.get("peakMemoryMetrics", {}).get("JVMHeapMemory", 0)
+                            + e.get("peakMemoryMetrics", {}).get("JVMOffHeapMemory", 0)) / 2**20, 1)
+            for e in executors if e["id"] != "driver"}
 
 
 def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0) -> int:
@@ -85,6 +103,9 @@ def train_fn(config: dict):
 
     context = BarrierTaskContext.get()
     worker = context.partitionId()
+    cpus = None
+    if config["pin_cores"]:
+        cpus = placement.pin_slot([t.address for t in context.getTaskInfos()], worker, config["cores_per_slot"])
     workers = config["slots"]
     chief = worker == 0
     storage = open_storage(config["runs"])
@@ -136,7 +157,7 @@ def train_fn(config: dict):
     final = os.path.join(scratch, "final_model.keras")
     model.save(final)
     train_fetched = sorted(f for f in input_pipeline.FETCHES if f in config["train_records"])
-    evidence = {"worker": worker, "train_files": train_fetched,
+    evidence = {"worker": worker, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "train_files": train_fetched,
                 "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
                 "fetched": dict(input_pipeline.FETCHES), "records_read": dict(input_pipeline.READS)}
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
@@ -152,6 +173,7 @@ def train_fn(config: dict):
         "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
         "train_seconds": round(train_seconds, 1),
         "steady_images_per_second": steady_rate(history.rows),
+        "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
@@ -223,7 +245,7 @@ def run(args) -> dict:
         raise SetupError(f"{run_dir} exists already: choose another --run-id")
     cores = str(args.cores_per_slot)
     spark = spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
-        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores, "spark.executorEnv.TF_NUM_INTEROP_THREADS": "1",
+        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores, "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
         "spark.executorEnv.OMP_NUM_THREADS": cores, "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.task.cpus": cores, "spark.executor.cores": cores})
     stop = threading.Event()
@@ -233,7 +255,7 @@ def run(args) -> dict:
             "data": args.data, "runs": args.runs, "run_id": run_id, "partial_dir": run_dir + ".partial",
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
-            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "train_files": train_files,
+            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores, "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},
             "steps_per_epoch": args.steps_per_epoch or
@@ -246,6 +268,7 @@ def run(args) -> dict:
         started = time.monotonic()
         metrics = MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+        metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(spark.sparkContext)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())
         runs.rename(config["partial_dir"], run_dir)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from jobs.result import run_main
@@ -21,14 +22,26 @@ def parse_args(argv):
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--first-cpu", type=int, default=0,
+                        help="pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)")
+    parser.add_argument("--no-pin", dest="pin", action="store_false")
     return parser.parse_args(argv)
 
 
 def run(args) -> dict:
+    from jobs import placement
+
+    cpus = None
+    if args.pin:
+        available = sorted(os.sched_getaffinity(0))
+        cpus = available[args.first_cpu:args.first_cpu + args.threads]
+        if len(cpus) < args.threads:
+            raise ValueError(f"--first-cpu {args.first_cpu} --threads {args.threads}: only CPUs {available} here")
+        placement.pin_process(cpus)
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)  # before any op
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(placement.INTEROP_THREADS)
     import tf_keras as keras
 
     from jobs.cnn import build_model
@@ -55,7 +68,7 @@ def run(args) -> dict:
                                                                  restore_best_weights=True)])
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
-    return {"threads": args.threads, "epochs_run": len(history.rows), "history": history.rows,
+    return {"threads": args.threads, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "epochs_run": len(history.rows), "history": history.rows,
             "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
             "train_seconds": round(train_seconds, 1),
             "steady_images_per_second": steady_rate(history.rows)}

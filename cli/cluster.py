@@ -11,7 +11,7 @@ from invoke import Exit, task
 from cli.engine import ensure_engine
 from cli.progress import say
 from cli.settings import cluster_shape
-from cluster.lifecycle import DRIVER, Cluster, ClusterError
+from cluster.lifecycle import DRIVER, Cluster, ClusterError, diagnose
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
 
@@ -49,6 +49,9 @@ def print_status(report: dict) -> None:
               f"[{cores}], {spark['executor_slots']} executor slots of {spark['executor_cores']} cores")
     else:
         print(f"  Spark unavailable: {spark.get('error')}")
+    problem = diagnose(report)
+    if problem:
+        print(f"kit: {problem}")
 
 
 @task(help={"project": "cluster name prefix (default: cluster.project)"})
@@ -129,8 +132,8 @@ def submit(c, job, project=None):
 def restart(c, service, project=None):
     """Restart one service and wait until the cluster is healthy again (data and cluster ID are kept)."""
     cluster = open_cluster(c, project)
-    container = cluster.container(service)
-    if container is None:
-        raise Exit(f"kit: {service} has no container: run './kit up'")
-    container.restart(timeout=30)
-    up(c, project)
+    try:
+        status = cluster.restart(service, say=say)
+    except (ClusterError, ServiceNotReady) as error:
+        raise Exit(f"kit: {error}") from error
+    print_status(status)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def extract(tarball: Path, data_dir: Path) -> None:
         raise Exit(f"kit: {tarball} is not a readable tar.gz ({error})") from error
 
 
+LOCAL_BYTES_NEEDED = 400 * 10**6  # the 163 MB archive and the 185 MB of batch files it unpacks to
+
+
 def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=None, test_records=None):
     """The CIFAR-10 batch files in data.dir, got the way asked; returns their folder."""
     settings = c.config.data
@@ -44,6 +48,10 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
         say(f"{kind} batch files already in {folder} (--force fetches again)")
         return folder
     data_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(data_dir).free
+    if free < LOCAL_BYTES_NEEDED:
+        raise Exit(f"kit: {data_dir} has {free / 1e6:.0f} MB free; CIFAR-10 needs about {LOCAL_BYTES_NEEDED / 1e6:.0f} MB "
+                   "(archive and batch files): free some space or point data.dir elsewhere")
     if synthetic:
         per_batch = int(train_per_batch or settings.synthetic_train_per_batch)
         tests = int(test_records or settings.synthetic_test_records)

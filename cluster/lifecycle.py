@@ -10,6 +10,7 @@ import json
 import socket
 import tarfile
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterable
@@ -82,6 +83,20 @@ class Cluster:
             if stage == 0:
                 self.prepare_hdfs(say)
         return self.status()
+
+    def restart(self, service: str, say: Say = print) -> dict:
+        """Restart one service's container and wait until the whole cluster is healthy again.
+
+        Volumes, and with them the namenode's cluster ID and every block, are kept.
+        """
+        container = self.container(service)
+        if container is None:
+            raise ClusterError(f"{service} has no container: run './kit up'")
+        started = time.monotonic()
+        container.restart(timeout=30)
+        status = self.up(say)
+        say(f"{service}: restarted, cluster healthy again in {time.monotonic() - started:.1f}s")
+        return status
 
     def _require_images(self) -> None:
         missing = []
@@ -307,6 +322,40 @@ class Cluster:
             if watchdog:
                 watchdog.cancel()
             container.remove(force=True)
+
+
+def diagnose(report: dict) -> str | None:
+    """One line on what is wrong with a cluster and what to do, or None when it is healthy."""
+    services = report["services"]
+    missing = [s["name"] for s in services if s["state"] == "missing"]
+    stopped = [s["name"] for s in services if s["state"] not in ("missing", "running")]
+    sick = [s["name"] for s in services if s["state"] == "running" and s["health"] not in ("healthy", None)]
+    if len(missing) == len(services):
+        return "the cluster is not up: run './kit up'"
+    if missing or stopped:
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
+                ([f"stopped {', '.join(stopped)}"] if stopped else [])
+        return (f"the cluster is half-started ({'; '.join(parts)}): './kit up' starts what is missing and keeps the "
+                "data; './kit down' then './kit up' starts afresh")
+    if sick:
+        return (f"{', '.join(sick)} not healthy yet: wait, or see './kit logs {sick[0]}'; "
+                f"'./kit restart {sick[0]}' restarts it keeping the data")
+    hdfs = report["hdfs"]
+    if hdfs.get("available") and hdfs.get("dead_datanodes"):
+        return f"{hdfs['dead_datanodes']} datanode(s) dead: './kit up' starts stopped ones again"
+    return None
+
+
+def space_problem(report: dict, needed_bytes: int) -> str | None:
+    """A clear refusal when HDFS lacks room for a write of needed_bytes (replicas included)."""
+    hdfs = report["hdfs"]
+    if not hdfs.get("available") or hdfs.get("remaining_bytes") is None:
+        return None  # the health checks report an unavailable HDFS on their own
+    if hdfs["remaining_bytes"] >= needed_bytes:
+        return None
+    return (f"HDFS has {hdfs['remaining_bytes'] / 1e9:.2f} GB free but this needs about {needed_bytes / 1e9:.2f} GB "
+            "(replicas included): free space on the Docker host (docker system df), remove old runs "
+            "('./kit submit' with hdfs dfs -rm), or lower cluster.replication")
 
 
 def copy_out(container, inside: str, host_dir: Path) -> None:

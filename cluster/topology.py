@@ -122,6 +122,13 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         # Declare a stopped datanode dead after ~45 s rather than ~10 min, so re-replication starts.
         "HDFS-SITE.XML_dfs.namenode.heartbeat.recheck-interval": "15000",
         "HDFS-SITE.XML_dfs.heartbeat.interval": "3",
+        # A datanode silent for 10 s is stale: new blocks go elsewhere and reads try it last, so
+        # a lost datanode costs a retry, not a failed staging (replication 2 keeps the data).
+        "HDFS-SITE.XML_dfs.namenode.stale.datanode.interval": "10000",
+        "HDFS-SITE.XML_dfs.namenode.avoid.write.stale.datanode": "true",
+        "HDFS-SITE.XML_dfs.namenode.avoid.read.stale.datanode": "true",
+        # With two datanodes there is no spare to swap into a broken write pipeline.
+        "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
         "HDFS_NAMENODE_OPTS": "-Xmx768m",
         "HDFS_DATANODE_OPTS": "-Xmx512m",
     }

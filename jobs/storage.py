@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+RETRY_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,14 +73,20 @@ class HdfsStorage:
         return urlparse(path).path if path.startswith("hdfs://") else path
 
     def read_bytes(self, path: str) -> bytes:
-        with self.client.read(self._path(path)) as reader:
-            return reader.read()
+        def read():
+            with self.client.read(self._path(path)) as reader:
+                return reader.read()
+
+        return with_retries(read, f"read {path}")
 
     def write_bytes(self, path: str, data: bytes) -> None:
         from hdfs_native import WriteOptions
 
-        with self.client.create(self._path(path), WriteOptions(overwrite=True, create_parent=True)) as writer:
-            writer.write(data)
+        def write():  # a whole-file overwrite, so a retry after a broken pipeline starts clean
+            with self.client.create(self._path(path), WriteOptions(overwrite=True, create_parent=True)) as writer:
+                writer.write(data)
+
+        with_retries(write, f"write {path}")
 
     def exists(self, path: str) -> bool:
         try:
@@ -102,6 +112,28 @@ class HdfsStorage:
 
     def join(self, *parts: str) -> str:
         return "/".join(p.rstrip("/") for p in parts)
+
+
+def with_retries(operation, what: str, seconds: float = RETRY_SECONDS):
+    """Retries an HDFS read or write for a bounded time while a lost datanode is being avoided.
+
+    The namenode marks a silent datanode stale after 10 s and then stops handing it out; until
+    then an operation may be routed to it. Missing files and permissions are not retried.
+    """
+    deadline = time.monotonic() + seconds
+    delay = 1.0
+    while True:
+        try:
+            return operation()
+        except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError):
+            raise
+        except Exception as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            print(f"storage: {what} failed ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__}); "
+                  f"retrying in {delay:.0f}s", file=sys.stderr, flush=True)
+            time.sleep(delay)  # bounded by the deadline above
+            delay = min(delay * 2, 8.0)
 
 
 def open_storage(root: str):

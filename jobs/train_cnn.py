@@ -5,6 +5,9 @@ train_fn under MultiWorkerMirroredStrategy. Worker 0 is the chief: only it write
 folder (checkpoints each epoch keeping the last K, the final model, metrics.json, the sharding
 evidence); the others save into local temporary folders that are removed. The run folder is
 written as <run>.partial and renamed when complete, so it never appears half-written.
+
+A failed barrier stage is submitted again, and every attempt resumes from the chief's last
+whole checkpoint (jobs/resume.py): a lost executor costs the interrupted epoch, not the run.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import threading
 import time
 import uuid
 
-from jobs import placement
+from jobs import placement, resume
 from jobs.history import epoch_history, steady_rate
 from jobs.result import run_main
 from jobs.session import spark_session
@@ -27,6 +30,10 @@ SLOT_POLL_SECONDS = 2.0
 
 class SetupError(RuntimeError):
     """A run that cannot start (too few free slots or shards, a run id in use), said before training."""
+
+
+class TrainingFailed(RuntimeError):
+    """Every attempt of the barrier stage failed."""
 
 
 def parse_args(argv):
@@ -45,6 +52,10 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-pin-cores", dest="pin_cores", action="store_false",
                         help="let the workers' threads float instead of giving each slot cores of its own")
+    parser.add_argument("--attempts", type=int, default=3,
+                        help="barrier-stage submissions before giving up; each resumes from the last checkpoint")
+    parser.add_argument("--recovery-wait", type=float, default=180.0,
+                        help="seconds to wait for lost executors to come back between attempts")
     parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
     return parser.parse_args(argv)
 
@@ -129,29 +140,56 @@ def train_fn(config: dict):
                                        fetch=fetch)
 
     history = epoch_history(config["steps_per_epoch"], global_batch)
+    # an earlier attempt failed: carry on from its last whole checkpoint
+    initial_epoch, state, best_weights = resume.restore(model, storage, storage.join(run_dir, "checkpoints"),
+                                                        os.path.join(local, "restored"))
+    if state:
+        history.rows = state["history"]
+    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir), initial_epoch)
+    if chief:
+        resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
+        storage.write_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)  # resets best, wait and best weights: put back the saved ones
+            if state:
+                resume.restore_early_stopping(self, state["early_stopping"], best_weights)
+
+    stopping = ResumableEarlyStopping(monitor="val_loss", patience=config["patience"], restore_best_weights=True)
 
     class ChiefCheckpoints(keras.callbacks.Callback):
         """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if chief:
+                attempts[-1]["last_epoch_begun"] = epoch + 1
+                storage.write_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
 
         def on_epoch_end(self, epoch, logs=None):
             folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
             self.model.save_weights(os.path.join(folder, "weights"))
             if chief:
+                with open(os.path.join(folder, "state.json"), "w") as handle:
+                    json.dump({"epoch": epoch + 1, "history": history.rows,
+                               "early_stopping": resume.early_stopping_state(stopping)}, handle)
+                if stopping.best_weights is not None:
+                    with open(os.path.join(folder, "best.npz"), "wb") as handle:
+                        handle.write(resume.weights_to_npz(stopping.best_weights))
                 upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
                 prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
                 storage.write_bytes(storage.join(run_dir, "progress.jsonl"),
                                     "".join(json.dumps(r) + "\n" for r in history.rows).encode())
             shutil.rmtree(folder, ignore_errors=True)
 
-    callbacks = [history, ChiefCheckpoints(),
-                 keras.callbacks.EarlyStopping(monitor="val_loss", patience=config["patience"],
-                                               restore_best_weights=True)]
+    callbacks = [history, stopping, ChiefCheckpoints()]  # the checkpoint holds this epoch's stopping state
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     started = time.monotonic()
-    model.fit(train, epochs=config["epochs"], steps_per_epoch=config["steps_per_epoch"], validation_data=test,
-              callbacks=callbacks, verbose=0)
-    train_seconds = time.monotonic() - started
+    model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
+              validation_data=test, callbacks=callbacks, verbose=0)
+    # every attempt's epochs, so a resumed run reports its whole training time
+    train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
 
     final = os.path.join(scratch, "final_model.keras")
@@ -174,6 +212,7 @@ def train_fn(config: dict):
         "train_seconds": round(train_seconds, 1),
         "steady_images_per_second": steady_rate(history.rows),
         "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
+        **resume.summary(attempts),
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
@@ -212,6 +251,27 @@ def prune_checkpoints(storage, folder: str, keep: int) -> None:
 
 
 # ---- driver ---------------------------------------------------------------------------------
+def run_with_retries(sc, args, submit):
+    """Submits the barrier stage again when it fails (an executor lost, a worker restarted).
+
+    Spark itself retries a failed barrier stage a few times; when it gives up, the job fails and
+    this submits it again once the slots are back. Every attempt resumes from the chief's last
+    whole checkpoint (see jobs/resume.py), so only the interrupted epoch is redone.
+    """
+    for attempt in range(1, args.attempts + 1):
+        try:
+            return submit()
+        except Exception as error:  # Py4JJavaError from the failed job; its text is the stage's failure
+            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            if attempt == args.attempts:
+                raise TrainingFailed(f"training failed {attempt} time(s); the last failure: {reason}. The run folder "
+                                     "keeps its checkpoints: see './kit logs spark-worker' for the cause") from error
+            print(f"train: attempt {attempt} of {args.attempts} failed ({reason}); waiting up to "
+                  f"{args.recovery_wait:.0f}s for {args.slots} free slot(s), then resuming from the last checkpoint",
+                  file=sys.stderr, flush=True)
+            check_slots(sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait)
+
+
 def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -> None:
     """Prints each epoch as the chief reports it: training runs on the executors, not here."""
     shown = 0
@@ -245,7 +305,8 @@ def run(args) -> dict:
         raise SetupError(f"{run_dir} exists already: choose another --run-id")
     cores = str(args.cores_per_slot)
     spark = spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
-        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores, "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
+        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
+        "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
         "spark.executorEnv.OMP_NUM_THREADS": cores, "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.task.cpus": cores, "spark.executor.cores": cores})
     stop = threading.Event()
@@ -255,7 +316,8 @@ def run(args) -> dict:
             "data": args.data, "runs": args.runs, "run_id": run_id, "partial_dir": run_dir + ".partial",
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
-            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores, "train_files": train_files,
+            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
+            "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},
             "steps_per_epoch": args.steps_per_epoch or
@@ -266,7 +328,8 @@ def run(args) -> dict:
                                     daemon=True)
         follower.start()
         started = time.monotonic()
-        metrics = MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
+        metrics = run_with_retries(spark.sparkContext, args, lambda: MirroredStrategyRunner(
+            num_slots=args.slots, use_gpu=False).run(train_fn, config=config))
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
         metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(spark.sparkContext)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
@@ -279,7 +342,7 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    return run_main("train", run, parse_args(argv), (SetupError,), hide=("history",))
+    return run_main("train", run, parse_args(argv), (SetupError, TrainingFailed), hide=("history",))
 
 
 if __name__ == "__main__":

@@ -38,3 +38,28 @@ def test_containers_publish_uis_on_loopback_only_and_carry_the_project_label():
     assert kwargs["volumes"] == {"dlkit-unit-namenode": {"bind": "/data", "mode": "rw"}}
     assert kwargs["name"] == "dlkit-unit-namenode" and kwargs["hostname"] == "namenode"
     assert "ports" not in cluster.create_kwargs(cluster.service("datanode-1"), "dlkit-unit-net")
+
+
+def status_report(states, remaining=10**9, dead=0):
+    return {"services": [{"name": name, "state": state, "health": "healthy" if state == "running" else None}
+                         for name, state in states.items()],
+            "hdfs": {"available": True, "remaining_bytes": remaining, "dead_datanodes": dead}}
+
+
+def test_a_half_started_cluster_gets_one_line_with_the_next_step():
+    from cluster.lifecycle import diagnose
+
+    report = status_report({"namenode": "running", "datanode-1": "exited", "spark-master": "missing"})
+    line = diagnose(report)
+    assert "half-started" in line and "missing spark-master" in line and "stopped datanode-1" in line
+    assert "./kit up" in line
+    assert diagnose(status_report({"namenode": "missing", "spark-master": "missing"})) == \
+        "the cluster is not up: run './kit up'"
+    assert diagnose(status_report({"namenode": "running"})) is None
+
+
+def test_too_little_hdfs_space_is_refused_with_what_to_do():
+    from cluster.lifecycle import space_problem
+
+    assert space_problem(status_report({}, remaining=5 * 10**8), 10**9).startswith("HDFS has 0.50 GB free")
+    assert space_problem(status_report({}, remaining=2 * 10**9), 10**9) is None

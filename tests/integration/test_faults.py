@@ -1,0 +1,122 @@
+"""Faults on the real cluster: lost executors during training, a lost datanode during staging,
+a namenode restart. Each test puts the shared cluster back to healthy before it ends."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from cluster.lifecycle import DRIVER
+from tests.integration.conftest import (ROOT, JOB_TIMEOUT, SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, result_of,
+                                        run_job)
+
+TRAIN = "/opt/dlkit/jobs/train_cnn.py"
+KILL_EXECUTORS = ("import os, signal\n"
+                  "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+                  "    try:\n"
+                  "        if b'CoarseGrainedExecutorBackend' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+                  "            os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n"
+                  "    except OSError:\n"
+                  "        pass\n")
+
+
+def in_background(work) -> tuple[threading.Thread, dict]:
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = work()
+        except BaseException as error:  # re-raised by the test after join
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def hdfs_text(cluster, path: str) -> str | None:
+    try:
+        return cluster.hdfs(["dfs", "-cat", path])
+    except Exception:
+        return None
+
+
+def test_training_resumes_from_the_last_checkpoint_after_the_executors_are_killed(cluster, staged, target, source):
+    runs = cluster.shape.default_fs + "/runs"
+    thread, outcome = in_background(lambda: run_job(cluster, TRAIN, [
+        "--data", target, "--runs", runs, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "120",
+        "--batch-per-worker", "16", "--run-id", "it-resume", "--recovery-wait", "240"], source))
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while thread.is_alive() and time.monotonic() < deadline:
+        progress = hdfs_text(cluster, "/runs/it-resume.partial/progress.jsonl")
+        if progress and len(progress.splitlines()) >= 1:
+            break
+        time.sleep(1)  # polling HDFS, bounded by the job's own deadline
+    assert thread.is_alive(), f"training ended before the fault could be injected: {outcome}"
+    killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS], user="spark")
+    assert b"killed" in killed.output, killed.output
+    thread.join(JOB_TIMEOUT)
+    assert "error" not in outcome, outcome.get("error")
+    code, output = outcome["value"]
+    assert code == 0, output[-5000:]
+    metrics = result_of(output)
+    assert metrics["restarts"] >= 1, metrics
+    assert metrics["resumed_from_epochs"][0] >= 1
+    assert metrics["epochs_redone"] and min(metrics["epochs_redone"]) > metrics["resumed_from_epochs"][0]
+    assert [row["epoch"] for row in json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))["history"]] == \
+        [1, 2, 3, 4]
+    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
+                           [cluster.shape.default_fs + "/runs/it-resume", target], source)
+    assert code == 0, output[-4000:]
+    assert result_of(output)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1.5 / TEST_RECORDS)
+
+
+def test_staging_loses_nothing_when_a_datanode_dies_halfway(cluster, staged, source):
+    target = cluster.shape.default_fs + "/data/cifar10-datanode-loss"
+    datanode = cluster.container("datanode-2")
+    killed = threading.Event()
+
+    def kill_on_third_upload(line: str) -> None:
+        lines.append(line)
+        if "uploading data_batch_3.bin" in line and not killed.is_set():
+            datanode.kill()
+            killed.set()
+
+    lines: list[str] = []
+    try:
+        code = cluster.run_client(["spark-submit", DRIVER, "/opt/dlkit/jobs/stage_cifar.py", "--source", SOURCE,
+                                   "--target", target, "--shards", str(SHARDS)], ROOT, out=kill_on_third_upload,
+                                  mounts={str(source): SOURCE}, timeout=JOB_TIMEOUT)
+        output = "\n".join(lines)
+        assert killed.is_set(), "the staging never reached its third upload"
+        assert code == 0, output[-5000:]
+        result = result_of(output)
+        assert result["train_records"] == 5 * TRAIN_PER_BATCH and result["test_records"] == TEST_RECORDS
+        assert result["train_class_counts"] == staged["train_class_counts"]
+        code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/verify_staged.py", [target, SOURCE], source)
+        assert code == 0, output[-4000:]
+        assert result_of(output)["mismatches"] == []
+    finally:
+        cluster.up(say=lambda line: None)  # the datanode back, and the cluster healthy for the next tests
+
+
+def test_a_namenode_restart_keeps_every_file_and_its_checksum(cluster, staged):
+    listing = cluster.hdfs(["dfs", "-ls", "-R", "/data/cifar10-test"])
+    files = [line.split()[-1] for line in listing.splitlines() if line.startswith("-")]
+
+    def checksums() -> dict[str, str]:
+        listing = cluster.hdfs(["dfs", "-checksum", *files])
+        return {line.split()[0]: line.split()[-1] for line in listing.splitlines() if line.startswith("/")}
+
+    def cluster_id() -> str:
+        version = cluster.container("namenode").exec_run(["cat", "/data/namenode/current/VERSION"]).output.decode()
+        return next(line for line in version.splitlines() if line.startswith("clusterID="))
+
+    before, identity = checksums(), cluster_id()
+    assert len(before) == 1 + 6 + 2 * SHARDS
+    cluster.restart("namenode", say=lambda line: None)
+    assert cluster_id() == identity
+    assert checksums() == before
+    assert "Safe mode is OFF" in cluster.hdfs(["dfsadmin", "-safemode", "get"])

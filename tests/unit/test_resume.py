@@ -1,0 +1,79 @@
+import numpy as np
+
+from jobs import resume
+from jobs.storage import LocalStorage
+
+
+def test_the_newest_whole_checkpoint_wins_and_unfinished_uploads_are_ignored(tmp_path):
+    storage = LocalStorage(str(tmp_path))
+    for name in ("epoch-0001", "epoch-0002", "epoch-0003.tmp"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+        (tmp_path / "checkpoints" / name / "state.json").write_text("{}")
+    epoch, path = resume.latest_checkpoint(storage, str(tmp_path / "checkpoints"))
+    assert epoch == 2 and path.endswith("epoch-0002")
+    assert resume.latest_checkpoint(storage, str(tmp_path / "missing")) is None
+
+
+def test_a_resumed_attempt_marks_the_interrupted_epochs_as_redone():
+    first = resume.begin_attempt([], 0)
+    first[-1]["last_epoch_begun"] = 2          # failed during epoch 2, after checkpoint 1
+    second = resume.begin_attempt(first, 1)
+    assert second[0]["epochs_redone"] == [2]
+    assert resume.summary(second) == {"restarts": 1, "resumed_from_epochs": [1], "epochs_redone": [2],
+                                      "attempts": second}
+    assert resume.summary(resume.begin_attempt([], 0))["restarts"] == 0
+
+
+def test_best_weights_survive_the_round_trip_in_order():
+    weights = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.float32)]
+    back = resume.weights_from_npz(resume.weights_to_npz(weights))
+    assert len(back) == 2 and all(np.array_equal(a, b) for a, b in zip(weights, back))
+
+
+def test_storage_retries_a_failing_operation_but_not_a_missing_file(monkeypatch):
+    import pytest
+
+    from jobs import storage
+
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OSError("connection reset by datanode")
+        return b"ok"
+
+    assert storage.with_retries(flaky, "read x") == b"ok" and len(calls) == 3
+
+    def missing():
+        calls.append(1)
+        raise FileNotFoundError("/data/x")
+
+    calls.clear()
+    with pytest.raises(FileNotFoundError):
+        storage.with_retries(missing, "read x")
+    assert len(calls) == 1
+
+
+def test_restore_brings_back_weights_optimizer_state_and_the_epoch(tmp_path):
+    import json
+
+    from jobs.cnn import build_model
+
+    images = np.random.default_rng(0).random((8, 32, 32, 3), np.float32)
+    labels = np.arange(8) % 10
+    trained = build_model()
+    trained.fit(images, labels, epochs=1, batch_size=4, verbose=0)  # 2 optimizer steps
+    folder = tmp_path / "checkpoints" / "epoch-0003"
+    trained.save_weights(str(folder / "weights"))
+    (folder / "state.json").write_text(json.dumps({"epoch": 3, "history": [], "early_stopping": {}}))
+    (folder / "best.npz").write_bytes(resume.weights_to_npz(trained.get_weights()))
+
+    fresh = build_model()
+    epoch, state, best = resume.restore(fresh, LocalStorage(str(tmp_path)), str(tmp_path / "checkpoints"),
+                                        str(tmp_path / "restored"))
+    fresh.fit(images[:4], labels[:4], epochs=1, batch_size=4, verbose=0)  # creates the optimizer slots
+    assert epoch == 3 and state["epoch"] == 3 and len(best) == len(trained.get_weights())
+    assert int(fresh.optimizer.iterations.numpy()) == 3  # 2 restored + the step above
+    assert all(np.array_equal(a, b) for a, b in zip(best, trained.get_weights()))

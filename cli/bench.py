@@ -9,9 +9,8 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from cli.cluster import open_cluster
-from cli.pipeline import hdfs_url, run_job, runs_url
-from cluster.lifecycle import PROJECT_LABEL, host_cpus
+from cli.pipeline import EXISTING_HELP, retry_args
+from cluster.lifecycle import PROJECT_LABEL
 
 CEILING_STEPS = 1000
 
@@ -65,11 +64,6 @@ class ResourceSampler:
                 "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
                 "samples": len(rows)}
         return out
-
-
-def read_metrics(cluster, run_dir: str) -> dict:
-    path = run_dir.split("://", 1)[-1].split("/", 1)[-1]
-    return json.loads(cluster.hdfs(["dfs", "-cat", f"/{path}/metrics.json"]))
 
 
 def epoch_seconds(history: list[dict]) -> str:
@@ -153,7 +147,7 @@ def ceiling_steps(steps_per_epoch) -> list[str]:
     return ["--epochs", "2", "--steps-per-epoch", str(steps_per_epoch or CEILING_STEPS), "--patience", "99"]
 
 
-def hardware_ceiling(c, project, copies: int, cores: int, common: list[str]) -> dict:
+def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> dict:
     """N plain trainings at once, each pinned to its own cores, with no communication at all.
 
     Their summed rate is the most N slots could reach on this host: shared caches, memory
@@ -162,9 +156,9 @@ def hardware_ceiling(c, project, copies: int, cores: int, common: list[str]) -> 
     results: list[dict | None] = [None] * copies
 
     def one(index: int) -> None:
-        results[index] = run_job(c, project, "train_plain", [
-            "--data", hdfs_url(c, project), "--threads", str(cores), "--first-cpu", str(index * cores),
-            "--batch", str(c.config.train.batch_per_worker), *common], plain=True, cpus=None)
+        results[index] = backend.run("train_plain", [
+            "--data", backend.data_url, "--threads", str(cores), "--first-cpu", str(index * cores),
+            "--batch", str(c.config.train.batch_per_worker), *common], plain=True)
 
     threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
     for thread in threads:
@@ -186,12 +180,23 @@ def hardware_ceiling(c, project, copies: int, cores: int, common: list[str]) -> 
     "steps_per_epoch": "default: a full pass over the training set",
     "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
                  "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
-    "mllib_iterations": "MLlib's maxIter", "out": "results folder", "project": "cluster name prefix"})
+    "mllib_iterations": "MLlib's maxIter", "out": "results folder",
+    "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
+    "project": "cluster name prefix"})
 def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-          baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, project=None):
+          baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, embedded=False, master=None, hdfs=None,
+          project=None):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
+    from cli.backends import open_backend
+
+    return bench_with(c, open_backend(c, project, embedded, master, hdfs), slots, epochs, recipe, cores_per_slot,
+                      steps_per_epoch,
+                      baselines, mllib_iterations, out)
+
+
+def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
+               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None) -> dict:
     settings = c.config.bench
-    cluster = open_cluster(c, project)
     counts = [int(s) for s in str(slots).split(",") if s.strip()]
     cores = int(cores_per_slot or settings.cores_per_slot)
     epochs = int(epochs or settings.epochs)
@@ -199,7 +204,7 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out or Path(c.config.data.results_dir) / "bench" / stamp).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    available = host_cpus(cluster.client)
+    available = backend.host_cores()
     warnings = [f"{n} slots x {cores} cores = {n * cores} cores exceed the host's {available}: the slots share "
                 "cores, so speed-up is not a scaling measurement" for n in counts if n * cores > available]
     for warning in warnings:
@@ -208,12 +213,12 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
     configurations = []
     for count in counts:
         print(f"kit: bench: {count} slot(s) x {cores} core(s)", file=sys.stderr, flush=True)
-        with ResourceSampler(cluster.client, cluster.shape.project) as sampler:
-            result = run_job(c, project, "train_cnn", [
-                "--data", hdfs_url(c, project), "--runs", runs_url(c, project), "--slots", str(count),
+        with backend.sampler() as sampler:
+            result = backend.run("train_cnn", [
+                "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
                 "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", f"bench-{stamp}-{count}x{cores}",
-                "--batch-per-worker", str(c.config.train.batch_per_worker), *common])
-        metrics = read_metrics(cluster, result["run_dir"])
+                "--batch-per-worker", str(c.config.train.batch_per_worker), *retry_args(c), *common])
+        metrics = backend.read_json(result["run_dir"] + "/metrics.json")
         configurations.append({**metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
                                "startup_seconds": result["startup_seconds"], "resources": sampler.summary()})
     base = next((row for row in configurations if row["slots"] == 1), None)
@@ -228,25 +233,32 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
         raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
     if "plain" in wanted:
         print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
-        baseline_results["plain"] = run_job(c, project, "train_plain", [
-            "--data", hdfs_url(c, project), "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+        baseline_results["plain"] = backend.run("train_plain", [
+            "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
             *common], plain=True, cpus=cores)
     widest = max(counts, default=1)
     if "ceiling" in wanted and widest > 1 and widest * cores <= available:
         print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once", file=sys.stderr, flush=True)
-        baseline_results["ceiling"] = hardware_ceiling(c, project, widest, cores, ceiling_steps(steps_per_epoch))
+        baseline_results["ceiling"] = hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
-        baseline_results["mllib"] = run_job(c, project, "train_mllib", [
-            "--data", hdfs_url(c, project), "--max-iter", str(mllib_iterations)])
+        baseline_results["mllib"] = backend.run("train_mllib", [
+            "--data", backend.data_url, "--max-iter", str(mllib_iterations)])
     synthetic = (Path(c.config.data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
-    results = {"created": stamp, "host_cores": available, "recipe": recipe, "epochs": epochs, "synthetic": synthetic,
+    results = {"created": stamp, "backend": backend.name, "host_cores": available, "recipe": recipe, "epochs": epochs,
+               "synthetic": synthetic,
                "configurations": configurations, "baselines": baseline_results, "warnings": warnings,
-               "kit_vs_plain": (round(base["steady_images_per_second"] / baseline_results["plain"]["steady_images_per_second"], 3)
+               "kit_vs_plain": (round(base["steady_images_per_second"]
+                                      / baseline_results["plain"]["steady_images_per_second"], 3)
                                 if base and "plain" in baseline_results else None)}
+    ceiling = baseline_results.get("ceiling")
+    if ceiling and configurations:
+        widest = max(configurations, key=lambda row: row["slots"])
+        results["widest_vs_ceiling"] = round(widest["steady_images_per_second"] / ceiling["steady_images_per_second"], 3)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     markdown = report_markdown(results)
     (out_dir / "report.md").write_text(markdown)
     draw_curves(results, out_dir / "curves.png")
     print("\n" + markdown)
     print(f"results: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}\ncurves: {out_dir / 'curves.png'}")
+    return {**results, "out_dir": str(out_dir)}

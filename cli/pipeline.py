@@ -10,12 +10,8 @@ from invoke import Exit, task
 from cli.cluster import PROJECT_DIR, open_cluster
 from cli.data import ensure_dataset
 from cli.settings import cluster_shape
-from cluster.lifecycle import DRIVER, ClusterError
+from cluster.lifecycle import DRIVER, ClusterError, diagnose, space_problem
 from jobs import result as result_line
-
-DATA_MOUNT = "/opt/dlkit-data"
-OUT = "/home/spark/out"
-
 
 def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON."""
@@ -27,6 +23,9 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, pl
         if not line.startswith(result_line.PREFIX):
             print(line, flush=True)
 
+    problem = diagnose(cluster.status())
+    if problem:
+        raise Exit(f"kit: {problem}")
     launcher = ["python"] if plain else ["spark-submit", DRIVER]
     command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
     try:
@@ -41,6 +40,10 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, pl
     return result
 
 
+EXISTING_HELP = {"master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
+                 "hdfs": "that cluster's HDFS, e.g. hdfs://namenode.example:8020 (with --master)"}
+
+
 def hdfs_url(c, project=None) -> str:
     """Derived from the settings alone: no engine call, so tasks may ask for it freely."""
     return cluster_shape(c, project).default_fs + c.config.data.hdfs_root
@@ -50,31 +53,55 @@ def hdfs_url(c, project=None) -> str:
             "from_": "no dataset yet? take it from this cifar-10-binary.tar.gz",
             "shards": "TFRecord files per split (default data.shards)",
             "force": "stage again even when HDFS already holds these inputs",
+            "embedded": "Spark's embedded local-cluster and a local folder instead of the containers and HDFS",
+            **EXISTING_HELP,
             "project": "cluster name prefix"})
-def stage(c, synthetic=False, from_=None, shards=None, force=False, project=None):
+def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=False, master=None, hdfs=None,
+          project=None):
     """Fetch CIFAR-10 if needed, then stage it into HDFS as TFRecord shards with a manifest."""
+    from cli.backends import open_backend
+
     folder = ensure_dataset(c, from_=from_, synthetic=synthetic)
-    args = ["--source", DATA_MOUNT, "--target", hdfs_url(c, project),
+    stage_with(c, open_backend(c, project, embedded, master, hdfs), folder, shards, force)
+
+
+def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
+    if backend.name == "cluster":
+        inputs = sum(path.stat().st_size for path in Path(folder).glob("*.bin"))
+        # raw copies plus TFRecords (~3% framing), each replicated; the old staging stays until the swap
+        problem = space_problem(backend.cluster.status(),
+                                int(inputs * 2.1 * backend.cluster.shape.replication * 2))
+        if problem:
+            raise Exit(f"kit: nothing was staged: {problem}")
+    args = ["--source", "{source}", "--target", backend.data_url,
             "--shards", str(shards or c.config.data.shards)] + (["--force"] if force else [])
-    result = run_job(c, project, "stage_cifar", args, mounts={str(folder): DATA_MOUNT})
+    result = backend.run("stage_cifar", args, source=Path(folder))
     state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
     sizes = result["shard_bytes"]
-    print(f"\n{hdfs_url(c, project)}: {state}\n"
+    print(f"\n{backend.data_url}: {state}\n"
           f"| split | records | shards | records per class |\n|---|---|---|---|\n"
           f"| train | {result['train_records']} | {result['shards']} | {result['train_class_counts']} |\n"
           f"| test | {result['test_records']} | {result['shards']} | {result['test_class_counts']} |\n"
           f"train shard sizes: {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB; manifest checksum {result['checksum'][:16]}")
+    return result
 
 
 @task(help={"fraction": "share of records analysed (sampled in the executors)", "out": "local results folder",
+            "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
             "project": "cluster name prefix"})
-def eda(c, fraction=1.0, out=None, project=None):
+def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, project=None):
     """Label, brightness, contrast and pixel-range statistics of the staged data, with figures."""
+    from cli.backends import open_backend
+
+    eda_with(c, open_backend(c, project, embedded, master, hdfs), fraction, out)
+
+
+def eda_with(c, backend, fraction=1.0, out=None) -> dict:
     out_dir = Path(out or Path(c.config.data.results_dir) / "eda").resolve()
-    result = run_job(c, project, "eda_cifar", ["--data", hdfs_url(c, project), "--out", OUT,
-                                                "--fraction", str(fraction)], collect=(OUT, out_dir))
+    result = backend.run("eda_cifar", ["--data", backend.data_url, "--out", "{out}", "--fraction", str(fraction)],
+                         out=out_dir)
     report = json.loads((out_dir / "eda.json").read_text())
-    print(f"\nEDA of {hdfs_url(c, project)} (fraction {report['fraction']}) in {result['seconds']}s")
+    print(f"\nEDA of {backend.data_url} (fraction {report['fraction']}) in {result['seconds']}s")
     print("| split | images | mean pixel | mean brightness | mean contrast | mean pixel range |")
     print("|---|---|---|---|---|---|")
     for split, entry in report["splits"].items():
@@ -82,6 +109,11 @@ def eda(c, fraction=1.0, out=None, project=None):
               f"| {entry['mean_contrast']:.1f} | {entry['mean_pixel_range']:.1f} |")
     print("figures: " + ", ".join(str(out_dir / name) for name in report["figures"]) + f"\njson: {out_dir / 'eda.json'}")
     sys.stdout.flush()
+    return report
+
+
+def retry_args(c, attempts=None) -> list[str]:
+    return ["--attempts", str(attempts or c.config.train.attempts), "--recovery-wait", str(c.config.train.recovery_wait)]
 
 
 def runs_url(c, project=None) -> str:
@@ -92,19 +124,26 @@ def runs_url(c, project=None) -> str:
             "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
             "cores_per_slot": "executor cores and TensorFlow threads per worker",
             "steps_per_epoch": "default: one pass over the training set", "run_id": "name of the run folder",
+            "attempts": "barrier-stage submissions; each resumes from the last checkpoint (default train.attempts)",
+            "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
             "project": "cluster name prefix"})
 def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
-          project=None):
+          attempts=None, embedded=False, master=None, hdfs=None, project=None):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
+    from cli.backends import open_backend
+
     settings = c.config.train
-    args = ["--data", hdfs_url(c, project), "--runs", runs_url(c, project),
+    backend = open_backend(c, project, embedded, master, hdfs)
+    args = ["--data", backend.data_url, "--runs", backend.runs_url,
             "--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
             "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),
-            "--batch-per-worker", str(settings.batch_per_worker)]
+            "--batch-per-worker", str(settings.batch_per_worker), *retry_args(c, attempts)]
     args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
     args += ["--run-id", run_id] if run_id else []
-    result = run_job(c, project, "train_cnn", args)
+    result = backend.run("train_cnn", args)
+    restarts = (f"; {result['restarts']} restart(s), resumed after epoch(s) {result['resumed_from_epochs']}, "
+                f"epochs redone {result['epochs_redone']}" if result.get("restarts") else "")
     print(f"\nrun {result['run_dir']}: {result['epochs_run']} epochs on {result['slots']} slot(s) x "
           f"{result['cores_per_slot']} core(s); test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}; "
           f"training {result['train_seconds']}s (start-up {result['startup_seconds']}s), "
-          f"{result['steady_images_per_second']} images/s after epoch 1")
+          f"{result['steady_images_per_second']} images/s after epoch 1{restarts}")

@@ -31,6 +31,7 @@ def parse_args(argv):
     parser.add_argument("--fraction", type=float, default=1.0, help="share of records analysed, sampled in the executors")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples-per-class", type=int, default=8)
+    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
     args = parser.parse_args(argv)
     if not 0 < args.fraction <= 1:
         parser.error("--fraction must be in (0, 1]")
@@ -185,7 +186,7 @@ def run(args) -> dict:
     manifest = json.loads(storage.read_bytes(manifest_path))
     shards = [(split, index, shard["file"]) for split in SPLITS
               for index, shard in enumerate(manifest["splits"][split]["shards"])]
-    spark = spark_session("eda-cifar10")
+    spark = spark_session("eda-cifar10", args.master)
     try:
         from jobs.progress import spark_progress
 

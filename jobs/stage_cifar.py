@@ -40,6 +40,7 @@ def parse_args(argv):
     parser.add_argument("--target", required=True, help="storage URL of the staged dataset")
     parser.add_argument("--shards", type=int, default=16, help="TFRecord files per split")
     parser.add_argument("--force", action="store_true", help="stage again even when up to date")
+    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
     return parser.parse_args(argv)
 
 
@@ -198,7 +199,7 @@ def summary(manifest: dict) -> dict:
 
 
 def run(args) -> dict:
-    spark = spark_session("stage-cifar10")
+    spark = spark_session("stage-cifar10", args.master)
     try:
         return summary(stage(spark, args))
     finally:

@@ -68,7 +68,8 @@ def run(args) -> dict:
                                                                  restore_best_weights=True)])
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
-    return {"threads": args.threads, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "epochs_run": len(history.rows), "history": history.rows,
+    return {"threads": args.threads, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(),
+            "epochs_run": len(history.rows), "history": history.rows,
             "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
             "train_seconds": round(train_seconds, 1),
             "steady_images_per_second": steady_rate(history.rows)}

@@ -1,0 +1,143 @@
+"""Where the job modules run: the containerised cluster, or Spark's embedded local-cluster.
+
+The jobs take their master and storage root as arguments, so the tasks only choose a backend:
+- ClusterBackend: a client container on the cluster network, HDFS storage, Docker stats;
+- HostBackend: `python jobs/<job>.py --master local-cluster[2,2,2048]` on this machine with
+  a local folder instead of HDFS; for hosts where no Docker engine can run.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from invoke import Exit
+
+from cli.cluster import PROJECT_DIR, open_cluster
+from cli.pipeline import hdfs_url, run_job, runs_url
+from jobs import result as result_line
+
+EMBEDDED_MASTER = "local-cluster[2,2,2048]"  # two executors of 2 cores and 2 GB, as the containerised worker
+DATA_MOUNT = "/opt/dlkit-data"
+OUT = "/home/spark/out"
+
+
+class ClusterBackend:
+    name = "cluster"
+
+    def __init__(self, c, project=None):
+        self.c, self.project = c, project
+        self.cluster = open_cluster(c, project)
+        self.data_url, self.runs_url = hdfs_url(c, project), runs_url(c, project)
+
+    def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
+            out: Path | None = None) -> dict:
+        """jobs/<job>.py with {source} and {out} in args standing for the input and output folders."""
+        args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
+        return run_job(self.c, self.project, job, args, mounts={str(source): DATA_MOUNT} if source else None,
+                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus)
+
+    def read_json(self, url: str) -> dict:
+        path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
+        return json.loads(self.cluster.hdfs(["dfs", "-cat", path]))
+
+    def host_cores(self) -> int:
+        from cluster.lifecycle import host_cpus
+
+        return host_cpus(self.cluster.client)
+
+    def sampler(self):
+        from cli.bench import ResourceSampler
+
+        return ResourceSampler(self.cluster.client, self.cluster.shape.project)
+
+
+class NoSampler(contextlib.AbstractContextManager):
+    def __exit__(self, *exc):
+        return None
+
+    def summary(self) -> dict:
+        return {}
+
+
+class HostBackend:
+    """The driver on this machine: the embedded local-cluster, or a Spark 3.4 cluster of your own."""
+
+    def __init__(self, c, master: str, storage_root: str, name: str):
+        self.c, self.master, self.name = c, master, name
+        ensure_java()
+        self.data_url = storage_root.rstrip("/") + c.config.data.hdfs_root
+        self.runs_url = storage_root.rstrip("/") + c.config.train.hdfs_runs
+
+    def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
+            out: Path | None = None) -> dict:
+        args = [str(source) if a == "{source}" else str(out) if a == "{out}" else a for a in args]
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, str(PROJECT_DIR / "jobs" / f"{job}.py"), *args]
+        if not plain:
+            command += ["--master", self.master]
+        env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "PYSPARK_PYTHON": sys.executable,
+               "PYSPARK_DRIVER_PYTHON": sys.executable, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        lines: list[str] = []
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              bufsize=1) as process:
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                lines.append(line)
+                if not line.startswith(result_line.PREFIX):
+                    print(line, flush=True)
+        if process.returncode:
+            raise Exit(f"kit: jobs/{job}.py failed (exit code {process.returncode}); its messages are above",
+                       code=process.returncode)
+        found = result_line.find(lines)
+        if found is None:
+            raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above")
+        return found
+
+    def read_json(self, url: str) -> dict:
+        from jobs.storage import open_storage
+
+        return json.loads(open_storage(url).read_bytes(url))
+
+    def host_cores(self) -> int:
+        return len(os.sched_getaffinity(0))
+
+    def sampler(self):
+        return NoSampler()
+
+
+def ensure_java() -> None:
+    """The embedded Spark runs in a JVM on this machine."""
+    if shutil.which("java"):
+        return
+    from cli.engine import can_install
+
+    if not can_install():
+        raise Exit("kit: the embedded Spark needs Java 17 on this machine: install a JRE "
+                   "(Debian: apt-get install openjdk-17-jre-headless), then run the task again")
+    print("kit: installing Java 17 for the embedded Spark (openjdk-17-jre-headless)", file=sys.stderr, flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "openjdk-17-jre-headless"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True)
+        if done.returncode:
+            raise Exit(f"kit: '{' '.join(command)}' failed:\n{done.stderr[-2000:]}\nInstall a Java 17 JRE yourself.")
+
+
+def embedded_backend(c) -> HostBackend:
+    root = (Path(c.config.data.results_dir) / "embedded" / "storage").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return HostBackend(c, EMBEDDED_MASTER, str(root), "embedded")
+
+
+def open_backend(c, project=None, embedded=False, master=None, hdfs=None):
+    """--master/--hdfs: an existing cluster; --embedded: local-cluster; otherwise the containers."""
+    if master or hdfs:
+        if not (master and hdfs):
+            raise Exit("kit: an existing cluster needs both --master spark://HOST:7077 and --hdfs hdfs://HOST:8020")
+        return HostBackend(c, master, hdfs, "external")
+    return embedded_backend(c) if embedded else ClusterBackend(c, project)

@@ -1,0 +1,130 @@
+"""demo: the whole experiment in one command, on the containerised cluster or the embedded fallback."""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+from invoke import Exit, task
+
+from cli.bench import bench_with
+from cli.data import ensure_dataset, is_complete
+from cli.pipeline import eda_with, stage_with
+from cli.progress import say
+from jobs.cifar import FOLDER
+
+
+class PhaseClock:
+    """Wall time per phase, printed at the end and kept next to the report."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str):
+        say(f"demo: {name} ...")
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - started, 1)
+            say(f"demo: {name} done in {self.seconds[name]:.1f}s")
+
+    def table(self) -> str:
+        rows = "".join(f"| {name} | {seconds:.1f} |\n" for name, seconds in self.seconds.items())
+        return f"| phase | seconds |\n|---|---|\n{rows}| total | {sum(self.seconds.values()):.1f} |\n"
+
+
+def reachable(url: str, timeout: float = 10.0) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except Exception:
+        return False
+
+
+def demo_dataset(c, from_=None) -> Path:
+    """Real CIFAR-10 when given or reachable, otherwise the full-size synthetic stand-in, said plainly."""
+    folder = Path(c.config.data.dir).resolve() / FOLDER
+    if from_ or is_complete(folder):
+        return ensure_dataset(c, from_=from_)
+    if reachable(c.config.data.url):
+        return ensure_dataset(c)
+    say(f"demo: CIFAR-10 is not reachable at {c.config.data.url}: using the synthetic stand-in. Its accuracy "
+        "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)")
+    return ensure_dataset(c, synthetic=True)
+
+
+def choose_backend(c, project, embedded: bool, phases: PhaseClock):
+    from cli.backends import ClusterBackend, embedded_backend
+    from cli.cluster import up
+    from cli.engine import ensure_engine
+    from cli.images import build_all
+
+    if not embedded:
+        try:
+            with phases("docker engine"):
+                ensure_engine()
+        except Exit as error:
+            reason = str(error.message or error).strip().splitlines()[0]
+            say(f"demo: no Docker engine ({reason}); running the same jobs on Spark's embedded "
+                "local-cluster[2,2,2048] with local storage instead")
+            embedded = True
+    if embedded:
+        with phases("embedded Spark"):
+            return embedded_backend(c)
+    with phases("images"):
+        build_all(c)
+    with phases("cluster up"):
+        up(c, project)
+    return ClusterBackend(c, project)
+
+
+@task(help={"full": "the reference protocol: up to 50 epochs, full passes, early stopping, every baseline",
+            "embedded": "skip Docker: Spark's embedded local-cluster[2,2,2048] and local storage",
+            "from_": "a cifar-10-binary.tar.gz on disk (otherwise downloaded when reachable, else synthetic)",
+            "epochs": "epochs per configuration (default demo.epochs, or train.epochs with --full)",
+            "steps_per_epoch": "default demo.steps_per_epoch; --full uses full passes",
+            "down": "tear the cluster down at the end (the default leaves it running with its UIs)",
+            "project": "cluster name prefix"})
+def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch=None, down=False, project=None):
+    """The whole experiment: images, cluster, data, staging, EDA, 1- vs 2-slot bench with baselines, report."""
+    settings = c.config.demo
+    phases = PhaseClock()
+    started = time.monotonic()
+    backend = choose_backend(c, project, embedded, phases)
+    with phases("data"):
+        folder = demo_dataset(c, from_)
+    with phases("stage"):
+        stage_with(c, backend, folder)
+    with phases("eda"):
+        eda_with(c, backend, fraction=float(settings.eda_fraction))
+    with phases("bench"):
+        results = bench_with(
+            c, backend, slots="1,2", epochs=epochs or (c.config.train.epochs if full else settings.epochs),
+            steps_per_epoch=None if full else (steps_per_epoch or settings.steps_per_epoch or None),
+            baselines=settings.full_baselines if full else settings.baselines,
+            out=Path(c.config.data.results_dir).resolve() / "demo" / backend.name)
+    out_dir = Path(results["out_dir"])
+    (out_dir / "phases.json").write_text(json.dumps(
+        {"backend": backend.name, "full": full, "phases": phases.seconds,
+         "total_seconds": round(time.monotonic() - started, 1)}, indent=2))
+    print(f"\nDemo phases ({backend.name}):\n{phases.table()}")
+    print(f"figures: {out_dir / 'curves.png'}, {Path(c.config.data.results_dir).resolve() / 'eda'}\n"
+          f"report: {out_dir / 'report.md'}")
+    if backend.name == "cluster":
+        finish_cluster(c, project, backend, down)
+
+
+def finish_cluster(c, project, backend, down: bool) -> None:
+    from cli.cluster import print_status
+
+    if down:
+        backend.cluster.down(say=say)
+        say("demo: cluster removed (HDFS volumes kept; './kit down --volumes' removes them too)")
+        return
+    print("\nThe cluster keeps running; its UIs (bound to 127.0.0.1):")
+    print_status(backend.cluster.status())
+    print("'./kit down' stops it; './kit train', './kit bench' and './kit eda' run on it again.")

@@ -1,0 +1,66 @@
+"""`./kit demo` end to end with tiny data: on the embedded local-cluster, and on the containers."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+
+from cluster.lifecycle import Cluster
+from tests.integration.conftest import ROOT, kit_context, readable
+from cli.settings import cluster_shape
+
+DEMO_TIMEOUT = 1500
+
+
+def tiny_demo_env(tmp_path, **extra) -> dict:
+    readable(tmp_path)
+    return {**os.environ,
+            "INVOKE_DATA_DIR": str(tmp_path / "data"), "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"),
+            "INVOKE_DATA_URL": "http://127.0.0.1:9/cifar-10-binary.tar.gz",  # unreachable: synthetic stand-in
+            "INVOKE_DATA_SYNTHETIC_TRAIN_PER_BATCH": "200", "INVOKE_DATA_SYNTHETIC_TEST_RECORDS": "200",
+            "INVOKE_DATA_SHARDS": "4", "INVOKE_DEMO_EPOCHS": "1", "INVOKE_DEMO_STEPS_PER_EPOCH": "4",
+            "INVOKE_DEMO_EDA_FRACTION": "1.0", **extra}
+
+
+def run_demo(env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "invoke", "demo", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=DEMO_TIMEOUT)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    return output
+
+
+def assert_demo_results(tmp_path, backend: str, output: str) -> None:
+    out = tmp_path / "results" / "demo" / backend
+    for name in ("results.json", "report.md", "curves.png", "phases.json"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["backend"] == backend and results["synthetic"] is True
+    assert [row["slots"] for row in results["configurations"]] == [1, 2]
+    assert "plain" in results["baselines"]
+    phases = json.loads((out / "phases.json").read_text())["phases"]
+    assert {"data", "stage", "eda", "bench"} <= set(phases)
+    assert (tmp_path / "results" / "eda" / "eda.json").is_file()
+    assert "NOT comparable with published CIFAR-10 results" in output
+    assert "| 2 slot(s) x 1 core(s) |" in output  # the report table is printed
+
+
+def test_the_embedded_demo_runs_the_experiment_without_docker(tmp_path):
+    output = run_demo(tiny_demo_env(tmp_path), "--embedded")
+    assert_demo_results(tmp_path, "embedded", output)
+    assert (tmp_path / "results" / "embedded" / "storage" / "data" / "cifar10" / "manifest.json").is_file()
+
+
+def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis(tmp_path, docker_client):
+    project = f"dlkit-test-demo-{uuid.uuid4().hex[:6]}"
+    cluster = Cluster(cluster_shape(kit_context(), project=project), docker_client)
+    try:
+        output = run_demo(tiny_demo_env(tmp_path, INVOKE_CLUSTER_PROJECT=project))
+        assert_demo_results(tmp_path, "cluster", output)
+        status = cluster.status()
+        assert all(s["state"] == "running" and s["health"] == "healthy" for s in status["services"]), status
+        assert "http://127.0.0.1:" in output and "'./kit down' stops it" in output
+    finally:
+        cluster.down(volumes=True, say=lambda line: None)

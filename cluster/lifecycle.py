@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 import docker
 import docker.errors
 
-from cluster.readiness import wait_healthy
+from cluster.readiness import HEALTH_INTERVAL, wait_healthy
 from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, plan
 
 PROJECT_LABEL = "dlkit.project"
@@ -79,7 +79,7 @@ class Cluster:
             for service in group:
                 self._start(service, network, say)
             wait_healthy([(s.name, self.container(s.name)) for s in group],
-                         timeout=self.shape.startup_timeout, say=say)
+                         timeout=self.shape.startup_timeout, say=say, probe=self.probe)
             if stage == 0:
                 self.prepare_hdfs(say)
         return self.status()
@@ -96,6 +96,20 @@ class Cluster:
         container.restart(timeout=30)
         status = self.up(say)
         say(f"{service}: restarted, cluster healthy again in {time.monotonic() - started:.1f}s")
+        return status
+
+    def probe(self, name: str, container) -> tuple[bool, str]:
+        """The service's health check, run now rather than at Docker's next interval."""
+        try:
+            result = container.exec_run(self.service(name).healthcheck[1:])
+        except docker.errors.APIError as error:
+            return False, f"(probe failed: {error.explanation or error})"
+        return result.exit_code == 0, result.output.decode(errors="replace").strip()
+
+    def _health_now(self, name: str, container) -> str:
+        status = _health(container)["Status"]
+        if status == "starting" and container.status == "running" and self.probe(name, container)[0]:
+            return "healthy"  # Docker's own check has not run since the service became ready
         return status
 
     def _require_images(self) -> None:
@@ -163,7 +177,7 @@ class Cluster:
             volumes={f"{self.shape.project}-{suffix}": {"bind": path, "mode": "rw"}
                      for suffix, path in service.volumes.items()},
             nano_cpus=int(service.cpus * SECOND_NS), mem_limit=f"{int(service.memory_gb * 1024)}m",
-            healthcheck={"test": service.healthcheck, "interval": 2 * SECOND_NS,
+            healthcheck={"test": service.healthcheck, "interval": HEALTH_INTERVAL * SECOND_NS,
                          "timeout": 5 * SECOND_NS, "retries": 3, "start_period": 0},
             restart_policy={"Name": "unless-stopped"}, detach=True)
         if service.ui_port:
@@ -211,7 +225,7 @@ class Cluster:
             container = self.container(service.name)
             entry = {"name": service.name, "container": service.container_name(self.shape),
                      "state": container.status if container else "missing",
-                     "health": _health(container)["Status"] if container else None, "ui": None}
+                     "health": self._health_now(service.name, container) if container else None, "ui": None}
             if container is not None and service.ui_port:
                 bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{service.ui_port}/tcp")
                 if bound:

@@ -67,7 +67,8 @@ def test_a_file_with_replication_two_survives_stopping_one_datanode(cluster):
         assert read == {"sha256": written["written_sha256"], "length": 3 * 1024 * 1024}
     finally:
         datanode.start()
-        wait_healthy([("datanode-2", datanode), ("namenode", cluster.container("namenode"))], timeout=180)
+        wait_healthy([("datanode-2", datanode), ("namenode", cluster.container("namenode"))], timeout=180,
+                     probe=cluster.probe)
 
 
 @pytest.fixture(scope="module")

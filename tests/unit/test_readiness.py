@@ -71,3 +71,19 @@ def test_worker_is_ready_only_when_registered_with_all_its_cores(monkeypatch):
         False, "registered with 2 cores, expected 4")
     master["workers"][0]["cores"] = 4
     assert healthcheck.check_spark_worker("http://m:8080", "spark-worker", "4")[0] is True
+
+
+def test_a_probe_sees_readiness_before_dockers_next_scheduled_check():
+    starting = FakeContainer("x-nn", [("running", "starting", "")] * 10)
+    answers = iter([(False, "namenode in safe mode"), (True, "out of safe mode, 2 datanodes live")])
+    said = []
+    wait_healthy([("namenode", starting)], timeout=60, say=said.append, clock=fake_clock(), sleep=lambda s: None,
+                 probe=lambda name, container: next(answers))
+    assert said and said[0].startswith("namenode: healthy")
+
+
+def test_a_probe_timeout_shows_what_the_probe_last_saw():
+    stuck = FakeContainer("x-nn", [("running", "starting", "")] * 20)
+    with pytest.raises(ServiceNotReady, match="last health check: 1 of 2 datanodes live"):
+        wait_healthy([("namenode", stuck)], timeout=5, say=lambda s: None, clock=fake_clock(), sleep=lambda s: None,
+                     probe=lambda name, container: (False, "1 of 2 datanodes live"))

@@ -62,13 +62,13 @@ def parse_args(argv):
 
 # ---- slots (driver) ----------------------------------------------------------------------
 def free_slots(sc, cores_per_slot: int) -> int:
-    """Barrier slots the registered executors offer: each executor's cores // task cpus."""
-    import urllib.request
+    """Barrier slots the registered executors offer (each executor's cores // spark.task.cpus).
 
-    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/executors"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        executors = [e for e in json.load(response) if e["id"] != "driver" and e.get("isActive", True)]
-    return sum(e["totalCores"] // cores_per_slot for e in executors)
+    Asked of the scheduler itself, as Spark's own barrier check does: no UI round trip, which
+    a busy driver may answer too slowly.
+    """
+    scala = sc._jsc.sc()
+    return int(scala.maxNumConcurrentTasks(scala.resourceProfileManager().defaultResourceProfile()))
 
 
 def executor_jvm_peak_mb(sc) -> dict:
@@ -79,7 +79,7 @@ def executor_jvm_peak_mb(sc) -> dict:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             executors = json.load(response)
-    except OSError:
+    except (OSError, ValueError):  # metrics are a report's extra, never a reason to fail the run
         return {}
     return {e["id"]: round((e.get("peakMemoryMetrics", {}).get("JVMHeapMemory", 0)
                             + e.get("peakMemoryMetrics", {}).get("JVMOffHeapMemory", 0)) / 2**20, 1)

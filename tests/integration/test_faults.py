@@ -13,10 +13,11 @@ from tests.integration.conftest import (ROOT, JOB_TIMEOUT, SHARDS, SOURCE, TEST_
                                         run_job)
 
 TRAIN = "/opt/dlkit/jobs/train_cnn.py"
-KILL_EXECUTORS = ("import os, signal\n"
+KILL_EXECUTORS = ("import os, signal\n"  # every executor JVM of the worker, not this script itself
                   "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
                   "    try:\n"
-                  "        if b'CoarseGrainedExecutorBackend' in open(f'/proc/{pid}/cmdline', 'rb').read():\n"
+                  "        command = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+                  "        if command[0].endswith(b'/java') and any(b'CoarseGrainedExecutorBackend' in part for part in command):\n"
                   "            os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n"
                   "    except OSError:\n"
                   "        pass\n")
@@ -55,7 +56,7 @@ def test_training_resumes_from_the_last_checkpoint_after_the_executors_are_kille
             break
         time.sleep(1)  # polling HDFS, bounded by the job's own deadline
     assert thread.is_alive(), f"training ended before the fault could be injected: {outcome}"
-    killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS], user="spark")
+    killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS])
     assert b"killed" in killed.output, killed.output
     thread.join(JOB_TIMEOUT)
     assert "error" not in outcome, outcome.get("error")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 
 CHECKPOINT_PREFIX = "epoch-"
 
@@ -102,7 +103,8 @@ def begin_attempt(attempts: list[dict], resumed_from_epoch: int) -> list[dict]:
         if "epochs_redone" not in attempt:
             begun = attempt.get("last_epoch_begun", attempt["resumed_from_epoch"])
             attempt["epochs_redone"] = list(range(resumed_from_epoch + 1, begun + 1))
-    return earlier + [{"attempt": len(earlier) + 1, "resumed_from_epoch": resumed_from_epoch}]
+    return earlier + [{"attempt": len(earlier) + 1, "resumed_from_epoch": resumed_from_epoch,
+                       "started_at": round(time.time(), 1)}]
 
 
 def summary(attempts: list[dict]) -> dict:

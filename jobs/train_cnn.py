@@ -145,7 +145,8 @@ def train_fn(config: dict):
                                                         os.path.join(local, "restored"))
     if state:
         history.rows = state["history"]
-    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir), initial_epoch)
+    # only the chief keeps the attempts: another worker could read the file while the chief rewrites it
+    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch)
     if chief:
         resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
         storage.write_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
@@ -251,6 +252,20 @@ def prune_checkpoints(storage, folder: str, keep: int) -> None:
 
 
 # ---- driver ---------------------------------------------------------------------------------
+def failure_reason(error: Exception) -> str:
+    """The line of a failed job that says why: a lost executor, or the Python exception of a task."""
+    import re
+
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    for line in lines:
+        if "ExecutorLostFailure" in line:
+            return line[:300]
+    for line in lines:
+        if re.match(r"^[A-Za-z_][\w.]*(Error|Exception)\b", line) and not line.startswith("py4j"):
+            return line[:300]
+    return lines[0][:300] if lines else type(error).__name__
+
+
 def run_with_retries(sc, args, submit):
     """Submits the barrier stage again when it fails (an executor lost, a worker restarted).
 
@@ -262,7 +277,7 @@ def run_with_retries(sc, args, submit):
         try:
             return submit()
         except Exception as error:  # Py4JJavaError from the failed job; its text is the stage's failure
-            reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            reason = failure_reason(error)
             if attempt == args.attempts:
                 raise TrainingFailed(f"training failed {attempt} time(s); the last failure: {reason}. The run folder "
                                      "keeps its checkpoints: see './kit logs spark-worker' for the cause") from error

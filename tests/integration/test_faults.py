@@ -56,6 +56,7 @@ def test_training_resumes_from_the_last_checkpoint_after_the_executors_are_kille
             break
         time.sleep(1)  # polling HDFS, bounded by the job's own deadline
     assert thread.is_alive(), f"training ended before the fault could be injected: {outcome}"
+    killed_at = time.time()
     killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS])
     assert b"killed" in killed.output, killed.output
     thread.join(JOB_TIMEOUT)
@@ -66,6 +67,10 @@ def test_training_resumes_from_the_last_checkpoint_after_the_executors_are_kille
     assert metrics["restarts"] >= 1, metrics
     assert metrics["resumed_from_epochs"][0] >= 1
     assert metrics["epochs_redone"] and min(metrics["epochs_redone"]) > metrics["resumed_from_epochs"][0]
+    print(f"fault: executors killed after epoch {progress.count(chr(10))}; resumed from epoch "
+          f"{metrics['resumed_from_epochs']} {metrics['attempts'][1]['started_at'] - killed_at:.1f}s later, "
+          f"epochs redone {metrics['epochs_redone']}, restarts {metrics['restarts']}, "
+          f"run wall time {metrics['wall_seconds']}s")
     assert [row["epoch"] for row in json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))["history"]] == \
         [1, 2, 3, 4]
     code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
@@ -86,6 +91,7 @@ def test_staging_loses_nothing_when_a_datanode_dies_halfway(cluster, staged, sou
             killed.set()
 
     lines: list[str] = []
+    started = time.monotonic()
     try:
         code = cluster.run_client(["spark-submit", DRIVER, "/opt/dlkit/jobs/stage_cifar.py", "--source", SOURCE,
                                    "--target", target, "--shards", str(SHARDS)], ROOT, out=kill_on_third_upload,
@@ -99,6 +105,9 @@ def test_staging_loses_nothing_when_a_datanode_dies_halfway(cluster, staged, sou
         code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/verify_staged.py", [target, SOURCE], source)
         assert code == 0, output[-4000:]
         assert result_of(output)["mismatches"] == []
+        retries = [line for line in lines if line.startswith("storage:")]
+        print(f"fault: datanode-2 killed during the third upload; staging done in {time.monotonic() - started:.1f}s "
+              f"({result['staging_seconds']}s staging) with {len(retries)} storage retries; every record checked")
     finally:
         cluster.up(say=lambda line: None)  # the datanode back, and the cluster healthy for the next tests
 
@@ -117,7 +126,10 @@ def test_a_namenode_restart_keeps_every_file_and_its_checksum(cluster, staged):
 
     before, identity = checksums(), cluster_id()
     assert len(before) == 1 + 6 + 2 * SHARDS
+    started = time.monotonic()
     cluster.restart("namenode", say=lambda line: None)
+    print(f"fault: namenode restarted, healthy again in {time.monotonic() - started:.1f}s, "
+          f"{len(before)} checksums unchanged")
     assert cluster_id() == identity
     assert checksums() == before
     assert "Safe mode is OFF" in cluster.hdfs(["dfsadmin", "-safemode", "get"])

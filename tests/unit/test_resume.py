@@ -77,3 +77,15 @@ def test_restore_brings_back_weights_optimizer_state_and_the_epoch(tmp_path):
     assert epoch == 3 and state["epoch"] == 3 and len(best) == len(trained.get_weights())
     assert int(fresh.optimizer.iterations.numpy()) == 3  # 2 restored + the step above
     assert all(np.array_equal(a, b) for a, b in zip(best, trained.get_weights()))
+
+
+def test_a_failed_jobs_reason_is_the_lost_executor_or_the_tasks_python_exception():
+    from jobs.train_cnn import failure_reason
+
+    python_failure = Exception("An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
+                               "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                               "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n")
+    assert failure_reason(python_failure).startswith("json.decoder.JSONDecodeError: Expecting value")
+    lost = Exception("Job aborted due to stage failure: ...\nExecutorLostFailure (executor 1 exited caused by one of "
+                     "the running tasks) Reason: Command exited with code 137\n")
+    assert failure_reason(lost).startswith("ExecutorLostFailure (executor 1 exited")

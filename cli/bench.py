@@ -75,6 +75,11 @@ def epoch_seconds(history: list[dict]) -> str:
             f"{sum(r['train_seconds'] for r in rows) / len(rows):.1f}")
 
 
+def loss_cell(row: dict) -> str:
+    """MLlib's MLP reports no test loss: a dash, not nan."""
+    return f"{row['test_loss']:.4f}" if row.get("test_loss") is not None else "-"
+
+
 def report_markdown(results: dict) -> str:
     lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | s per epoch (all / training) "
              "| images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
@@ -86,7 +91,7 @@ def report_markdown(results: dict) -> str:
     for name, row in results["baselines"].items():
         rate = row.get("steady_images_per_second", "-")
         lines.append(f"| baseline {name} ({row.get('model', 'tf-keras, ' + str(row.get('threads')) + ' thread(s)')}) "
-                     f"| {row['test_accuracy']:.4f} | {row.get('test_loss', float('nan')):.4f} | {row['train_seconds']} "
+                     f"| {row['test_accuracy']:.4f} | {loss_cell(row)} | {row['train_seconds']} "
                      f"| {row.get('epochs_run', '-')} | {epoch_seconds(row.get('history', []))} | {rate} | - | - | - |")
     text = "\n".join(lines) + "\n"
     if results.get("kit_vs_plain") is not None:

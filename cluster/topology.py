@@ -127,6 +127,9 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         "HDFS-SITE.XML_dfs.namenode.stale.datanode.interval": "10000",
         "HDFS-SITE.XML_dfs.namenode.avoid.write.stale.datanode": "true",
         "HDFS-SITE.XML_dfs.namenode.avoid.read.stale.datanode": "true",
+        # By default stale nodes stop being avoided once half the datanodes are stale: one of two is
+        # half. With too few fresh nodes the namenode still falls back to stale ones.
+        "HDFS-SITE.XML_dfs.namenode.write.stale.datanode.ratio": "1.0",
         # With two datanodes there is no spare to swap into a broken write pipeline.
         "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
         "HDFS_NAMENODE_OPTS": "-Xmx768m",

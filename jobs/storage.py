@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-RETRY_SECONDS = 60.0
+RETRY_SECONDS = 120.0  # past the ~60 s after which the namenode declares a silent datanode dead
 
 
 @dataclass(frozen=True)

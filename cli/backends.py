@@ -35,11 +35,11 @@ class ClusterBackend:
         self.data_url, self.runs_url = hdfs_url(c, project), runs_url(c, project)
 
     def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
-            out: Path | None = None) -> dict:
+            out: Path | None = None, report=None) -> dict:
         """jobs/<job>.py with {source} and {out} in args standing for the input and output folders."""
         args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
-        return run_job(self.c, self.project, job, args, mounts={str(source): DATA_MOUNT} if source else None,
-                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus)
+        return run_job(self.cluster, job, args, mounts={str(source): DATA_MOUNT} if source else None,
+                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report)
 
     def read_json(self, url: str) -> dict:
         path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
@@ -74,7 +74,7 @@ class HostBackend:
         self.runs_url = storage_root.rstrip("/") + c.config.train.hdfs_runs
 
     def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
-            out: Path | None = None) -> dict:
+            out: Path | None = None, report=None) -> dict:
         args = [str(source) if a == "{source}" else str(out) if a == "{out}" else a for a in args]
         if out:
             out.mkdir(parents=True, exist_ok=True)

@@ -7,15 +7,17 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from cli.cluster import PROJECT_DIR, open_cluster
+from cli.cluster import PROJECT_DIR
 from cli.data import ensure_dataset
 from cli.settings import cluster_shape
 from cluster.lifecycle import DRIVER, ClusterError, diagnose, space_problem
 from jobs import result as result_line
 
-def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None) -> dict:
-    """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON."""
-    cluster = open_cluster(c, project)
+def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None,
+            report=None) -> dict:
+    """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
+
+    report: a status() the caller has just read, so the cluster is not asked twice."""
     lines = []
 
     def show(line: str) -> None:
@@ -23,7 +25,7 @@ def run_job(c, project, job: str, args: list[str], mounts=None, collect=None, pl
         if not line.startswith(result_line.PREFIX):
             print(line, flush=True)
 
-    problem = diagnose(cluster.status())
+    problem = diagnose(report or cluster.status())
     if problem:
         raise Exit(f"kit: {problem}")
     launcher = ["python"] if plain else ["spark-submit", DRIVER]
@@ -66,16 +68,17 @@ def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=Fal
 
 
 def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
+    report = None
     if backend.name == "cluster":
         inputs = sum(path.stat().st_size for path in Path(folder).glob("*.bin"))
+        report = backend.cluster.status()
         # raw copies plus TFRecords (~3% framing), each replicated; the old staging stays until the swap
-        problem = space_problem(backend.cluster.status(),
-                                int(inputs * 2.1 * backend.cluster.shape.replication * 2))
+        problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
         if problem:
             raise Exit(f"kit: nothing was staged: {problem}")
     args = ["--source", "{source}", "--target", backend.data_url,
             "--shards", str(shards or c.config.data.shards)] + (["--force"] if force else [])
-    result = backend.run("stage_cifar", args, source=Path(folder))
+    result = backend.run("stage_cifar", args, source=Path(folder), report=report)
     state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
     sizes = result["shard_bytes"]
     print(f"\n{backend.data_url}: {state}\n"

@@ -1,0 +1,61 @@
+"""cli.pipeline.run_job against a small fake cluster: one status read, clear refusals."""
+import json
+
+import pytest
+from invoke import Exit
+
+from cli.pipeline import run_job
+from jobs import result as result_line
+
+
+def healthy_report(state="running"):
+    return {"services": [{"name": "namenode", "state": state, "health": "healthy"},
+                         {"name": "spark-master", "state": "running", "health": "healthy"}],
+            "hdfs": {"available": True, "dead_datanodes": 0}}
+
+
+class FakeCluster:
+    def __init__(self, report, output_lines, code=0):
+        self.report, self.output_lines, self.code = report, output_lines, code
+        self.status_reads, self.commands = 0, []
+
+    def status(self):
+        self.status_reads += 1
+        return self.report
+
+    def run_client(self, command, project_dir, out, **kwargs):
+        self.commands.append(command)
+        for line in self.output_lines:
+            out(line)
+        return self.code
+
+
+def result_text(payload):
+    return result_line.PREFIX + json.dumps(payload)
+
+
+def test_a_report_given_is_not_read_again():
+    cluster = FakeCluster(healthy_report(), ["working", result_text({"ok": 1})])
+    assert run_job(cluster, "stage_cifar", ["--x"], report=healthy_report()) == {"ok": 1}
+    assert cluster.status_reads == 0
+    assert cluster.commands[0][-2:] == ["/opt/dlkit/jobs/stage_cifar.py", "--x"]
+
+
+def test_without_a_report_the_cluster_is_read_once():
+    cluster = FakeCluster(healthy_report(), [result_text({"ok": 2})])
+    assert run_job(cluster, "eda_cifar", [], plain=True) == {"ok": 2}
+    assert cluster.status_reads == 1 and cluster.commands[0][0] == "python"
+
+
+def test_a_half_started_cluster_is_refused_before_anything_runs():
+    cluster = FakeCluster(healthy_report(state="exited"), [])
+    with pytest.raises(Exit, match="half-started"):
+        run_job(cluster, "train_cnn", [])
+    assert cluster.commands == []
+
+
+def test_a_failed_job_and_a_missing_result_line_say_so():
+    with pytest.raises(Exit, match="failed .exit code 3"):
+        run_job(FakeCluster(healthy_report(), ["boom"], code=3), "train_cnn", [])
+    with pytest.raises(Exit, match="without a result line"):
+        run_job(FakeCluster(healthy_report(), ["no result"]), "train_cnn", [])

@@ -156,9 +156,7 @@ def stage(spark, args) -> dict:
     started = time.monotonic()
     staging = f"{args.target.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     try:
-        for item in inputs:
-            print(f"stage: uploading {item['name']} ({item['bytes'] / 1e6:.1f} MB)", file=sys.stderr, flush=True)
-            storage.write_bytes(storage.join(staging, "raw", item["name"]), Path(item["path"]).read_bytes())
+        upload_raw_files(storage, inputs, staging)
         offsets, shards = first_indices(inputs), args.shards
         raw_files = ",".join(storage.join(staging, "raw", item["name"]) for item in inputs)
         with spark_progress(spark.sparkContext, "stage: parse and write shards"):
@@ -177,6 +175,19 @@ def stage(spark, args) -> dict:
             raise StagingError(f"bad input, nothing was staged: {detail}") from None
         raise
     return {**manifest, "up_to_date": False}
+
+
+def upload_raw_files(storage, inputs: list[dict], staging: str) -> None:
+    """Copies the inputs into the staging folder, one live line per file with the running total."""
+    total, done, started = sum(item["bytes"] for item in inputs), 0, time.monotonic()
+    for number, item in enumerate(inputs, 1):
+        print(f"stage: uploading {item['name']} ({item['bytes'] / 1e6:.1f} MB), file {number}/{len(inputs)}, "
+              f"{done / 1e6:.0f}/{total / 1e6:.0f} MB [{time.monotonic() - started:.0f}s]", file=sys.stderr, flush=True)
+        storage.write_bytes(storage.join(staging, "raw", item["name"]), Path(item["path"]).read_bytes())
+        done += item["bytes"]
+    seconds = time.monotonic() - started
+    print(f"stage: uploaded {len(inputs)} files, {total / 1e6:.0f} MB in {seconds:.1f}s "
+          f"({total / 1e6 / max(seconds, 1e-3):.0f} MB/s)", file=sys.stderr, flush=True)
 
 
 def swap_into_place(storage, staging: str, target: str) -> None:

@@ -1,7 +1,9 @@
 import pytest
 
 from jobs.cifar import FOLDER, RECORD_BYTES
-from jobs.stage_cifar import StagingError, explode_file, find_inputs, first_indices, record_error_in, shard_partition
+from jobs.stage_cifar import (StagingError, explode_file, find_inputs, first_indices, record_error_in, shard_partition,
+                               upload_raw_files)
+from jobs.storage import LocalStorage
 from jobs.synthetic_cifar import write_dataset
 
 
@@ -32,3 +34,15 @@ def test_a_record_error_is_found_inside_a_spark_failure_message():
     message = ("An error occurred while calling collect.\n  File \"/x/cifar.py\", line 40\n"
                "jobs.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n")
     assert record_error_in(RuntimeError(message)) == "data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9"
+
+
+def test_uploads_copy_every_input_and_report_running_totals(tmp_path, capsys):
+    write_dataset(tmp_path / "source", train_per_batch=10, test_records=10, seed=0)
+    inputs = find_inputs(str(tmp_path / "source"))
+    storage = LocalStorage(str(tmp_path / "target"))
+    upload_raw_files(storage, inputs, str(tmp_path / "target" / "staging"))
+    for item in inputs:
+        assert (tmp_path / "target" / "staging" / "raw" / item["name"]).read_bytes() == open(item["path"], "rb").read()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(inputs) + 1
+    assert f"file {len(inputs)}/{len(inputs)}" in lines[-2] and lines[-1].startswith(f"stage: uploaded {len(inputs)} files")

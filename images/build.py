@@ -194,10 +194,18 @@ def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: s
             text = chunk.get("stream", "")
             if text:
                 log.write(text)
-                for line in filter(None, (raw.strip() for raw in text.splitlines())):
+                for line in output_lines(text):
                     if line.startswith("Step "):
                         step = line[:100]
                         on_step(step, "")
                     else:
                         on_step(step, line[:100])
     return spec.tag
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def output_lines(text: str) -> list[str]:
+    """The build's output lines worth showing: colour codes (docker paints stderr red) and blanks dropped."""
+    return [line for line in (ANSI_ESCAPE.sub("", raw).strip() for raw in text.splitlines()) if line]

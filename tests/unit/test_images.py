@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from images.build import (BuildError, build_context, certificate_hint, image_specs, requirement_pins,
-                          split_pem_bundle)
+from images.build import (BuildError, build_context, certificate_hint, image_specs, output_lines,
+                          requirement_pins, split_pem_bundle)
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----"
@@ -56,3 +56,9 @@ def test_a_certificate_failure_in_a_build_points_at_the_extra_ca_bundle_setting(
     log = "[ERROR] ... (certificate_unknown) PKIX path building failed: unable to find valid certification path"
     assert "images.extra_ca_bundle" in certificate_hint(log, None)
     assert certificate_hint("E: Unable to locate package foo", None) == ""
+
+
+def test_build_output_lines_lose_colour_codes_and_blanks():
+    # what docker's legacy builder streams for a quiet `mvn -q` step: stderr painted red, nothing in it
+    assert output_lines("\x1b[91m\x1b[0m\x1b[0m\n") == []
+    assert output_lines(" Step 7/20 : RUN mvn\n\x1b[91mDownloaded jar\x1b[0m\n\n") == ["Step 7/20 : RUN mvn", "Downloaded jar"]

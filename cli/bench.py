@@ -9,6 +9,7 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, retry_args
 from cluster.lifecycle import PROJECT_LABEL
 
@@ -102,6 +103,11 @@ def report_markdown(results: dict) -> str:
         text += (f"\nHost ceiling: {ceiling['copies']} independent copies reach {ceiling['steady_images_per_second']} images/s "
                  f"together ({ceiling['per_copy_images_per_second']} each). The {widest['label']} run reaches "
                  f"{widest['steady_images_per_second'] / ceiling['steady_images_per_second']:.3f} of it.\n")
+    steal = [(row["label"], row.get("host_steal_percent")) for row in results["configurations"]] + \
+            [(f"baseline {name}", row.get("host_steal_percent")) for name, row in results["baselines"].items()]
+    if any(percent is not None for _, percent in steal):
+        text += ("\nCPU steal (time the hypervisor took from this machine) during each measurement: "
+                 + ", ".join(f"{label} {percent}%" for label, percent in steal if percent is not None) + "\n")
     text += "\nMemory per executor (peak): Python training process RSS and executor JVM heap + off-heap, MB:\n\n"
     text += "| configuration | worker | cores pinned | Python RSS | executor JVMs |\n|---|---|---|---|---|\n"
     for row in results["configurations"]:
@@ -218,14 +224,15 @@ def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot
     configurations = []
     for count in counts:
         print(f"kit: bench: {count} slot(s) x {cores} core(s)", file=sys.stderr, flush=True)
-        with backend.sampler() as sampler:
+        with backend.sampler() as sampler, StealMeter() as steal:
             result = backend.run("train_cnn", [
                 "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
                 "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", f"bench-{stamp}-{count}x{cores}",
                 "--batch-per-worker", str(c.config.train.batch_per_worker), *retry_args(c), *common])
         metrics = backend.read_json(result["run_dir"] + "/metrics.json")
         configurations.append({**metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
-                               "startup_seconds": result["startup_seconds"], "resources": sampler.summary()})
+                               "startup_seconds": result["startup_seconds"], "resources": sampler.summary(),
+                               "host_steal_percent": steal.percent})
     base = next((row for row in configurations if row["slots"] == 1), None)
     for row in configurations:
         if base and base["steady_images_per_second"]:
@@ -238,17 +245,29 @@ def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot
         raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
     if "plain" in wanted:
         print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
-        baseline_results["plain"] = backend.run("train_plain", [
-            "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
-            *common], plain=True, cpus=cores)
+        with StealMeter() as steal:
+            baseline_results["plain"] = backend.run("train_plain", [
+                "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+                *common], plain=True, cpus=cores)
+        baseline_results["plain"]["host_steal_percent"] = steal.percent
     widest = max(counts, default=1)
     if "ceiling" in wanted and widest > 1 and widest * cores <= available:
         print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once", file=sys.stderr, flush=True)
-        baseline_results["ceiling"] = hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))
+        with StealMeter() as steal:
+            baseline_results["ceiling"] = hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))
+        baseline_results["ceiling"]["host_steal_percent"] = steal.percent
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
         baseline_results["mllib"] = backend.run("train_mllib", [
             "--data", backend.data_url, "--max-iter", str(mllib_iterations)])
+    measured = [(row["label"], row["host_steal_percent"]) for row in configurations] + \
+               [(f"baseline {name}", row["host_steal_percent"]) for name, row in baseline_results.items()
+                if "host_steal_percent" in row]
+    for label, percent in measured:
+        warning = steal_warning(label, percent)
+        if warning:
+            warnings.append(warning)
+            print(f"kit: warning: {warning}", file=sys.stderr)
     synthetic = (Path(c.config.data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
     results = {"created": stamp, "backend": backend.name, "host_cores": available, "recipe": recipe, "epochs": epochs,
                "synthetic": synthetic,

@@ -11,30 +11,42 @@ from invoke import Exit, task
 
 from cli.bench import bench_with
 from cli.data import ensure_dataset, is_complete
+from cli.hostcpu import StealMeter
 from cli.pipeline import eda_with, stage_with
 from cli.progress import say
 from jobs.cifar import FOLDER
 
 
 class PhaseClock:
-    """Wall time per phase, printed at the end and kept next to the report."""
+    """Wall time per phase, and the CPU time the hypervisor stole meanwhile, printed at the end and
+    kept next to the report: a slow phase on a shared VM is then not mistaken for a slow kit."""
 
-    def __init__(self):
+    def __init__(self, meter=StealMeter):
         self.seconds: dict[str, float] = {}
+        self.steal: dict[str, float | None] = {}
+        self.meter = meter
 
     @contextlib.contextmanager
     def __call__(self, name: str):
         say(f"demo: {name} ...")
         started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(time.monotonic() - started, 1)
-            say(f"demo: {name} done in {self.seconds[name]:.1f}s")
+        with self.meter() as steal:
+            try:
+                yield
+            finally:
+                self.seconds[name] = round(time.monotonic() - started, 1)
+        self.steal[name] = steal.percent
+        say(f"demo: {name} done in {self.seconds[name]:.1f}s"
+            + (f" (CPU steal {steal.percent}%)" if steal.percent else ""))
 
     def table(self) -> str:
-        rows = "".join(f"| {name} | {seconds:.1f} |\n" for name, seconds in self.seconds.items())
-        return f"| phase | seconds |\n|---|---|\n{rows}| total | {sum(self.seconds.values()):.1f} |\n"
+        rows = "".join(f"| {name} | {seconds:.1f} | {self._steal_cell(name)} |\n" for name, seconds in self.seconds.items())
+        return (f"| phase | seconds | CPU steal % |\n|---|---|---|\n{rows}"
+                f"| total | {sum(self.seconds.values()):.1f} | |\n")
+
+    def _steal_cell(self, name: str) -> str:
+        percent = self.steal.get(name)
+        return "-" if percent is None else f"{percent}"
 
 
 def reachable(url: str, timeout: float = 10.0) -> bool:
@@ -109,7 +121,7 @@ def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch
             out=Path(c.config.data.results_dir).resolve() / "demo" / backend.name)
     out_dir = Path(results["out_dir"])
     (out_dir / "phases.json").write_text(json.dumps(
-        {"backend": backend.name, "full": full, "phases": phases.seconds,
+        {"backend": backend.name, "full": full, "phases": phases.seconds, "cpu_steal_percent": phases.steal,
          "total_seconds": round(time.monotonic() - started, 1)}, indent=2))
     print(f"\nDemo phases ({backend.name}):\n{phases.table()}")
     print(f"figures: {out_dir / 'curves.png'}, {Path(c.config.data.results_dir).resolve() / 'eda'}\n"

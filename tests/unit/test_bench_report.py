@@ -23,3 +23,16 @@ def test_the_report_sets_the_widest_run_against_the_host_ceiling_and_lists_memor
     assert "| 2 slot(s) x 1 core(s) | 0.5000 | 1.2000 | 30.0 | 2 | 10.0 / 8.0 | 450.0 | 1.5 | 0.75 |" in text
     assert "reaches 0.900 of it" in text
     assert "| 2 slot(s) x 1 core(s) | 1 | [1] | 900.0 | 0: 300.0 |" in text
+    assert "CPU steal" not in text  # nothing measured, nothing claimed
+
+
+def test_the_report_names_the_cpu_steal_of_each_measurement():
+    results = {"configurations": [configuration(1, 300.0, host_steal_percent=1.5),
+                                  configuration(2, 300.0, host_steal_percent=38.0)],
+               "baselines": {"plain": {"threads": 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 9.0,
+                                       "steady_images_per_second": 310.0, "host_steal_percent": 0.4}},
+               "warnings": ["the hypervisor took 38.0% ..."], "kit_vs_plain": 0.968}
+    text = report_markdown(results)
+    assert ("during each measurement: 1 slot(s) x 1 core(s) 1.5%, 2 slot(s) x 1 core(s) 38.0%, baseline plain 0.4%"
+            in text)
+    assert "> warning: the hypervisor took 38.0%" in text

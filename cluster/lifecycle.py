@@ -186,14 +186,18 @@ class Cluster:
 
     # ---- HDFS layout -------------------------------------------------------------------------
     def prepare_hdfs(self, say: Say = print) -> None:
-        """Confirm safe mode is off and create the folders jobs write to, owned by their user."""
-        output = self.hdfs(["dfsadmin", "-safemode", "get"])
-        if "Safe mode is OFF" not in output:
-            raise ClusterError(f"the namenode reports it is still in safe mode:\n{output}")
-        folders = [HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs", "/tmp"]
-        self.hdfs(["dfs", "-mkdir", "-p", *folders])
-        self.hdfs(["dfs", "-chown", "spark:spark", HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs"])
-        self.hdfs(["dfs", "-chmod", "1777", "/tmp"])
+        """Create the folders jobs write to, owned by their user, in one WebHDFS round.
+
+        One `docker exec` of curl calls instead of four `hdfs dfs` JVMs saves about 8 s of `up`.
+        In safe mode the namenode refuses MKDIRS, and that refusal is what the error shows.
+        """
+        container = self.container("namenode")
+        if container is None:
+            raise ClusterError("the namenode container does not exist: run './kit up'")
+        code, output = container.exec_run(["sh", "-c", hdfs_folders_script()])
+        if code != 0:
+            raise ClusterError(f"preparing HDFS folders failed (exit code {code}):\n"
+                               f"{output.decode(errors='replace')[-3000:]}")
         say("hdfs: out of safe mode; /spark-events, /user/spark, /data, /runs and /tmp ready")
 
     def hdfs(self, args: list[str], check: bool = True) -> str:
@@ -336,6 +340,21 @@ class Cluster:
             if watchdog:
                 watchdog.cancel()
             container.remove(force=True)
+
+
+JOB_FOLDERS = (HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs")
+
+
+def hdfs_folders_script(user: str = "spark", superuser: str = "hadoop") -> str:
+    """curl calls to the namenode's WebHDFS: the job folders owned by the job user, a sticky /tmp.
+
+    The superuser is the namenode's own process user (simple authentication takes user.name)."""
+    base = "http://localhost:9870/webhdfs/v1"
+    calls = [f"{base}{path}?op=MKDIRS" for path in (*JOB_FOLDERS, "/tmp")]
+    calls += [f"{base}{path}?op=SETOWNER&owner={user}&group={user}" for path in JOB_FOLDERS]
+    calls += [f"{base}/tmp?op=SETPERMISSION&permission=1777"]
+    return "set -e; " + "; ".join(
+        f"curl -sS --fail-with-body --max-time 20 -X PUT '{url}&user.name={superuser}'" for url in calls)
 
 
 def diagnose(report: dict) -> str | None:

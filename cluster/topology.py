@@ -65,7 +65,7 @@ class Service:
     cpus: float
     memory_gb: float
     healthcheck: list[str]
-    stage: int                   # start order: HDFS first, Spark (which logs into HDFS) after
+    stage: int                   # start order: 0 needs nothing; 1 needs HDFS prepared (event-log folder)
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # volume suffix -> path
     ui_port: int | None = None   # container port of its web UI
     host_port: int = 0           # 0: any free port on the host
@@ -190,7 +190,7 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                 command=["spark-class", "org.apache.spark.deploy.master.Master", "--host", "spark-master",
                          "--port", str(SPARK_MASTER_PORT), "--webui-port", "8080"],
                 environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
-                healthcheck=HEALTHCHECK + ["spark-master", "8080"], stage=1,
+                healthcheck=HEALTHCHECK + ["spark-master", "8080"], stage=0,
                 ui_port=8080, host_port=shape.spark_master_ui_port),
         Service(name="spark-worker", role="spark-worker", image=shape.spark_image,
                 command=["spark-class", "org.apache.spark.deploy.worker.Worker",
@@ -200,7 +200,7 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                 environment=spark_env, cpus=capped(shape.worker_cores, host_cpus),
                 memory_gb=shape.worker_container_memory_gb,
                 healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker",
-                                           str(shape.worker_cores)], stage=1,
+                                           str(shape.worker_cores)], stage=0,
                 ui_port=8081, host_port=shape.spark_worker_ui_port),
         Service(name="spark-history", role="spark-history", image=shape.spark_image,
                 command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],

@@ -63,3 +63,14 @@ def test_too_little_hdfs_space_is_refused_with_what_to_do():
 
     assert space_problem(status_report({}, remaining=5 * 10**8), 10**9).startswith("HDFS has 0.50 GB free")
     assert space_problem(status_report({}, remaining=2 * 10**9), 10**9) is None
+
+
+def test_hdfs_folders_are_made_and_handed_to_the_job_user_in_one_webhdfs_script():
+    from cluster.lifecycle import hdfs_folders_script
+
+    script = hdfs_folders_script()
+    calls = script.split("; ")[1:]
+    assert script.startswith("set -e; ") and all("--fail-with-body" in call for call in calls)
+    assert sum("op=MKDIRS" in call for call in calls) == 5
+    assert "/webhdfs/v1/spark-events?op=SETOWNER&owner=spark&group=spark&user.name=hadoop" in script
+    assert "/webhdfs/v1/tmp?op=SETPERMISSION&permission=1777&user.name=hadoop" in script

@@ -60,3 +60,9 @@ def test_cpu_limits_are_capped_to_the_host_with_a_warning():
 def test_impossible_shapes_are_refused_before_anything_starts(changes, message):
     with pytest.raises(TopologyError, match=message):
         plan(shape(**changes), host_cpus=8)
+
+
+def test_only_the_history_server_waits_for_hdfs_the_rest_start_together():
+    services, _ = plan(DEFAULT, host_cpus=8)
+    assert {s.name: s.stage for s in services} == {
+        "namenode": 0, "datanode-1": 0, "datanode-2": 0, "spark-master": 0, "spark-worker": 0, "spark-history": 1}

@@ -42,8 +42,11 @@ class ClusterBackend:
                        collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report)
 
     def read_json(self, url: str) -> dict:
-        path = "/" + url.split("://", 1)[-1].split("/", 1)[-1]
-        return json.loads(self.cluster.hdfs(["dfs", "-cat", path]))
+        return json.loads(self.cluster.hdfs(["dfs", "-cat", hdfs_path(url)]))
+
+    def read_json_if_exists(self, url: str) -> dict | None:
+        found = self.cluster.webhdfs_read(hdfs_path(url))
+        return None if found is None else json.loads(found)
 
     def host_cores(self) -> int:
         from cluster.lifecycle import host_cpus
@@ -54,6 +57,11 @@ class ClusterBackend:
         from cli.bench import ResourceSampler
 
         return ResourceSampler(self.cluster.client, self.cluster.shape.project)
+
+
+def hdfs_path(url: str) -> str:
+    """hdfs://namenode:8020/data/x -> /data/x"""
+    return "/" + url.split("://", 1)[-1].split("/", 1)[-1]
 
 
 class NoSampler(contextlib.AbstractContextManager):
@@ -103,6 +111,12 @@ class HostBackend:
         from jobs.storage import open_storage
 
         return json.loads(open_storage(url).read_bytes(url))
+
+    def read_json_if_exists(self, url: str) -> dict | None:
+        from jobs.storage import open_storage
+
+        storage = open_storage(url)
+        return json.loads(storage.read_bytes(url)) if storage.exists(url) else None
 
     def host_cores(self) -> int:
         return len(os.sched_getaffinity(0))

@@ -76,9 +76,12 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
         problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
         if problem:
             raise Exit(f"kit: nothing was staged: {problem}")
-    args = ["--source", "{source}", "--target", backend.data_url,
-            "--shards", str(shards or c.config.data.shards)] + (["--force"] if force else [])
-    result = backend.run("stage_cifar", args, source=Path(folder), report=report)
+    shards = int(shards or c.config.data.shards)
+    result = None if force else already_staged(backend, folder, shards)
+    if result is None:
+        args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + \
+               (["--force"] if force else [])
+        result = backend.run("stage_cifar", args, source=Path(folder), report=report)
     state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
     sizes = result["shard_bytes"]
     print(f"\n{backend.data_url}: {state}\n"
@@ -87,6 +90,18 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
           f"| test | {result['test_records']} | {result['shards']} | {result['test_class_counts']} |\n"
           f"train shard sizes: {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB; manifest checksum {result['checksum'][:16]}")
     return result
+
+
+def already_staged(backend, folder: Path, shards: int) -> dict | None:
+    """The staged manifest's summary when it was made from these inputs: no Spark job is needed.
+
+    The job checks the same again before writing; this only spares a driver's start-up."""
+    from jobs.stage_cifar import find_inputs, fingerprint, staged_already, summary
+
+    manifest = backend.read_json_if_exists(backend.data_url + "/manifest.json")
+    if not staged_already(manifest, fingerprint(find_inputs(str(folder)), shards)):
+        return None
+    return summary({**manifest, "up_to_date": True})
 
 
 @task(help={"fraction": "share of records analysed (sampled in the executors)", "out": "local results folder",

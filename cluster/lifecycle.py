@@ -211,6 +211,21 @@ class Cluster:
             raise ClusterError(f"'hdfs {' '.join(args)}' failed with exit code {code}:\n{text[-3000:]}")
         return text
 
+    def webhdfs_read(self, path: str, user: str = "spark") -> str | None:
+        """A small HDFS file's text through WebHDFS (no JVM to start), or None when it does not exist."""
+        container = self.container("namenode")
+        if container is None or container.status != "running":
+            raise ClusterError("the namenode is not running: run './kit up'")
+        url = f"http://localhost:9870/webhdfs/v1{path}?op=OPEN&user.name={user}"
+        code, output = container.exec_run(["curl", "-sS", "-L", "--max-time", "30", "-w", "\n%{http_code}", url])
+        body, _, status = output.decode(errors="replace").rpartition("\n")
+        if code == 0 and status == "404":
+            return None
+        if code != 0 or status != "200":
+            raise ClusterError(f"reading {path} from HDFS through WebHDFS failed (curl exit {code}, HTTP {status}):\n"
+                               f"{body[-1000:]}")
+        return body
+
     def fetch_json(self, service: str, url: str) -> dict:
         container = self.container(service)
         if container is None or container.status != "running":

@@ -123,6 +123,11 @@ def read_manifest(storage, target: str) -> dict | None:
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
 
 
+def staged_already(manifest: dict | None, expected: dict) -> bool:
+    """The staged manifest was made from these very inputs (bytes and sha256) and shard count."""
+    return bool(manifest) and {key: manifest.get(key) for key in expected} == expected
+
+
 def build_manifest(stats: list[dict], expected: dict, seconds: float) -> dict:
     splits = {}
     for split in SPLITS:
@@ -150,7 +155,7 @@ def stage(spark, args) -> dict:
     inputs = find_inputs(args.source)
     expected = fingerprint(inputs, args.shards)
     existing = read_manifest(storage, args.target)
-    if existing and not args.force and {k: existing.get(k) for k in expected} == expected:
+    if not args.force and staged_already(existing, expected):
         return {**existing, "up_to_date": True}
 
     started = time.monotonic()

@@ -62,5 +62,13 @@ def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis(tmp_path
         status = cluster.status()
         assert all(s["state"] == "running" and s["health"] == "healthy" for s in status["services"]), status
         assert "http://127.0.0.1:" in output and "'./kit down' stops it" in output
+
+        # staging the same inputs again is settled from the manifest alone: no Spark application
+        applications = len(cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"])
+        done = subprocess.run([sys.executable, "-m", "invoke", "stage"], cwd=ROOT, capture_output=True, text=True,
+                              env=tiny_demo_env(tmp_path, INVOKE_CLUSTER_PROJECT=project), timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+        assert "already staged (same inputs)" in done.stdout and "| train | 1000 | 4 |" in done.stdout
+        assert len(cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"]) == applications
     finally:
         cluster.down(volumes=True, say=lambda line: None)

@@ -74,3 +74,32 @@ def test_hdfs_folders_are_made_and_handed_to_the_job_user_in_one_webhdfs_script(
     assert sum("op=MKDIRS" in call for call in calls) == 5
     assert "/webhdfs/v1/spark-events?op=SETOWNER&owner=spark&group=spark&user.name=hadoop" in script
     assert "/webhdfs/v1/tmp?op=SETPERMISSION&permission=1777&user.name=hadoop" in script
+
+
+class FakeNamenode:
+    status = "running"
+
+    def __init__(self, exit_code, output):
+        self.exit_code, self.output, self.commands = exit_code, output, []
+
+    def exec_run(self, command):
+        self.commands.append(command)
+        return self.exit_code, self.output
+
+
+def cluster_with_namenode(namenode):
+    cluster = Cluster(SHAPE, FakeEngine())
+    cluster.container = lambda name: namenode if name == "namenode" else None
+    return cluster
+
+
+def test_webhdfs_reads_a_file_tells_a_missing_one_and_names_any_other_failure():
+    found = FakeNamenode(0, b'{"checksum": "abc"}\n200')
+    assert cluster_with_namenode(found).webhdfs_read("/data/cifar10/manifest.json") == '{"checksum": "abc"}'
+    assert "http://localhost:9870/webhdfs/v1/data/cifar10/manifest.json?op=OPEN&user.name=spark" in found.commands[0]
+    missing = FakeNamenode(0, b'{"RemoteException":{"exception":"FileNotFoundException"}}\n404')
+    assert cluster_with_namenode(missing).webhdfs_read("/data/x") is None
+    with pytest.raises(ClusterError, match="(?s)curl exit 0, HTTP 403.*SafeModeException"):
+        cluster_with_namenode(FakeNamenode(0, b'{"RemoteException":"SafeModeException"}\n403')).webhdfs_read("/x")
+    with pytest.raises(ClusterError, match="curl exit 7"):
+        cluster_with_namenode(FakeNamenode(7, b"curl: (7) Failed to connect\n000")).webhdfs_read("/x")

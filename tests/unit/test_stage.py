@@ -46,3 +46,33 @@ def test_uploads_copy_every_input_and_report_running_totals(tmp_path, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == len(inputs) + 1
     assert f"file {len(inputs)}/{len(inputs)}" in lines[-2] and lines[-1].startswith(f"stage: uploaded {len(inputs)} files")
+
+
+def test_an_unchanged_dataset_is_recognised_as_staged_without_running_a_job(tmp_path):
+    from cli.pipeline import already_staged
+    from jobs.stage_cifar import fingerprint, staged_already
+
+    write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
+    expected = fingerprint(find_inputs(str(tmp_path)), 4)
+    manifest = {**expected, "checksum": "c" * 64, "staging_seconds": 3.0,
+                "splits": {split: {"records": 10, "class_counts": [1] * 10, "shards": [{"bytes": 5}] * 4}
+                           for split in ("train", "test")}}
+
+    class Backend:
+        data_url = "hdfs://namenode:8020/data/cifar10"
+        stored = None
+
+        def read_json_if_exists(self, url):
+            assert url == self.data_url + "/manifest.json"
+            return self.stored
+
+    backend = Backend()
+    assert already_staged(backend, tmp_path, 4) is None  # nothing staged yet
+    backend.stored = manifest
+    result = already_staged(backend, tmp_path, 4)
+    assert result["up_to_date"] is True and result["train_records"] == 10 and result["shard_bytes"] == [5] * 4
+    assert already_staged(backend, tmp_path, 8) is None  # another shard count
+    with open(tmp_path / FOLDER / "test_batch.bin", "r+b") as handle:
+        handle.write(b"\x01")  # same length, other bytes
+    assert already_staged(backend, tmp_path, 4) is None
+    assert not staged_already(None, expected)

@@ -70,15 +70,19 @@ def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=Fal
 def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
     report = None
     if backend.name == "cluster":
-        inputs = sum(path.stat().st_size for path in Path(folder).glob("*.bin"))
         report = backend.cluster.status()
-        # raw copies plus TFRecords (~3% framing), each replicated; the old staging stays until the swap
-        problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
+        problem = diagnose(report)  # before the manifest is looked for: a cluster that is down says so
         if problem:
-            raise Exit(f"kit: nothing was staged: {problem}")
+            raise Exit(f"kit: {problem}")
     shards = int(shards or c.config.data.shards)
     result = None if force else already_staged(backend, folder, shards)
     if result is None:
+        if report:
+            inputs = sum(path.stat().st_size for path in Path(folder).glob("*.bin"))
+            # raw copies plus TFRecords (~3% framing), each replicated; the old staging stays until the swap
+            problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
+            if problem:
+                raise Exit(f"kit: nothing was staged: {problem}")
         args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + \
                (["--force"] if force else [])
         result = backend.run("stage_cifar", args, source=Path(folder), report=report)

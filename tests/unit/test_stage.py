@@ -54,9 +54,7 @@ def test_an_unchanged_dataset_is_recognised_as_staged_without_running_a_job(tmp_
 
     write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
     expected = fingerprint(find_inputs(str(tmp_path)), 4)
-    manifest = {**expected, "checksum": "c" * 64, "staging_seconds": 3.0,
-                "splits": {split: {"records": 10, "class_counts": [1] * 10, "shards": [{"bytes": 5}] * 4}
-                           for split in ("train", "test")}}
+    manifest = manifest_of(expected)
 
     class Backend:
         data_url = "hdfs://namenode:8020/data/cifar10"
@@ -76,3 +74,63 @@ def test_an_unchanged_dataset_is_recognised_as_staged_without_running_a_job(tmp_
         handle.write(b"\x01")  # same length, other bytes
     assert already_staged(backend, tmp_path, 4) is None
     assert not staged_already(None, expected)
+
+
+def manifest_of(expected):
+    return {**expected, "checksum": "c" * 64, "staging_seconds": 3.0,
+            "splits": {split: {"records": 10, "class_counts": [1] * 10, "shards": [{"bytes": 5}] * 4}
+                       for split in ("train", "test")}}
+
+
+class FakeClusterBackend:
+    """What stage_with asks of the containerised backend, with a status report and a stored manifest."""
+    name, data_url = "cluster", "hdfs://namenode:8020/data/cifar10"
+
+    def __init__(self, report, manifest=None):
+        self.report, self.manifest, self.jobs = report, manifest, []
+        self.cluster = self
+        self.shape = type("Shape", (), {"replication": 2})()
+
+    def status(self):
+        return self.report
+
+    def read_json_if_exists(self, url):
+        return self.manifest
+
+    def run(self, job, args, **kwargs):
+        self.jobs.append(job)
+        raise AssertionError("no job expected")
+
+
+def status_report(up=True, remaining_bytes=10**12):
+    state = "running" if up else "missing"
+    return {"services": [{"name": "namenode", "state": state, "health": "healthy" if up else None}],
+            "hdfs": {"available": up, "dead_datanodes": 0, "remaining_bytes": remaining_bytes}}
+
+
+def test_staging_on_a_cluster_that_is_down_says_so_before_looking_for_a_manifest(tmp_path):
+    from invoke import Config, Context, Exit
+
+    from cli.pipeline import stage_with
+
+    write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
+    c = Context(Config(overrides={"data": {"shards": 4}}))
+    backend = FakeClusterBackend(status_report(up=False))
+    backend.read_json_if_exists = None  # must not be reached
+    with pytest.raises(Exit, match="the cluster is not up: run './kit up'"):
+        stage_with(c, backend, tmp_path / FOLDER)
+
+
+def test_staged_inputs_are_not_refused_for_space_they_would_not_use_but_new_ones_are(tmp_path):
+    from invoke import Config, Context, Exit
+
+    from cli.pipeline import stage_with
+    from jobs.stage_cifar import fingerprint
+
+    write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
+    c = Context(Config(overrides={"data": {"shards": 4}}))
+    full = status_report(remaining_bytes=1000)
+    staged = FakeClusterBackend(full, manifest_of(fingerprint(find_inputs(str(tmp_path)), 4)))
+    assert stage_with(c, staged, tmp_path / FOLDER)["up_to_date"] is True and staged.jobs == []
+    with pytest.raises(Exit, match="nothing was staged: HDFS has 0.00 GB free"):
+        stage_with(c, FakeClusterBackend(full, manifest=None), tmp_path / FOLDER)

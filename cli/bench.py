@@ -81,6 +81,19 @@ def loss_cell(row: dict) -> str:
     return f"{row['test_loss']:.4f}" if row.get("test_loss") is not None else "-"
 
 
+def steal_readings(configurations: list[dict], baselines: dict) -> list[tuple[str, float | None]]:
+    """(label, CPU steal %) of every measurement, in report order; None where it was not metered."""
+    return [(row["label"], row.get("host_steal_percent")) for row in configurations] + \
+           [(f"baseline {name}", row.get("host_steal_percent")) for name, row in baselines.items()]
+
+
+def with_steal(run) -> dict:
+    """run()'s result with the CPU steal measured while it ran."""
+    with StealMeter() as steal:
+        result = run()
+    return {**result, "host_steal_percent": steal.percent}
+
+
 def report_markdown(results: dict) -> str:
     lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | s per epoch (all / training) "
              "| images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
@@ -103,8 +116,7 @@ def report_markdown(results: dict) -> str:
         text += (f"\nHost ceiling: {ceiling['copies']} independent copies reach {ceiling['steady_images_per_second']} images/s "
                  f"together ({ceiling['per_copy_images_per_second']} each). The {widest['label']} run reaches "
                  f"{widest['steady_images_per_second'] / ceiling['steady_images_per_second']:.3f} of it.\n")
-    steal = [(row["label"], row.get("host_steal_percent")) for row in results["configurations"]] + \
-            [(f"baseline {name}", row.get("host_steal_percent")) for name, row in results["baselines"].items()]
+    steal = steal_readings(results["configurations"], results["baselines"])
     if any(percent is not None for _, percent in steal):
         text += ("\nCPU steal (time the hypervisor took from this machine) during each measurement: "
                  + ", ".join(f"{label} {percent}%" for label, percent in steal if percent is not None) + "\n")
@@ -245,25 +257,19 @@ def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot
         raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
     if "plain" in wanted:
         print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
-        with StealMeter() as steal:
-            baseline_results["plain"] = backend.run("train_plain", [
-                "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
-                *common], plain=True, cpus=cores)
-        baseline_results["plain"]["host_steal_percent"] = steal.percent
+        baseline_results["plain"] = with_steal(lambda: backend.run("train_plain", [
+            "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+            *common], plain=True, cpus=cores))
     widest = max(counts, default=1)
     if "ceiling" in wanted and widest > 1 and widest * cores <= available:
         print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once", file=sys.stderr, flush=True)
-        with StealMeter() as steal:
-            baseline_results["ceiling"] = hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))
-        baseline_results["ceiling"]["host_steal_percent"] = steal.percent
+        baseline_results["ceiling"] = with_steal(
+            lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
         baseline_results["mllib"] = backend.run("train_mllib", [
             "--data", backend.data_url, "--max-iter", str(mllib_iterations)])
-    measured = [(row["label"], row["host_steal_percent"]) for row in configurations] + \
-               [(f"baseline {name}", row["host_steal_percent"]) for name, row in baseline_results.items()
-                if "host_steal_percent" in row]
-    for label, percent in measured:
+    for label, percent in steal_readings(configurations, baseline_results):
         warning = steal_warning(label, percent)
         if warning:
             warnings.append(warning)

@@ -213,9 +213,7 @@ class Cluster:
 
     def webhdfs_read(self, path: str, user: str = "spark") -> str | None:
         """A small HDFS file's text through WebHDFS (no JVM to start), or None when it does not exist."""
-        container = self.container("namenode")
-        if container is None or container.status != "running":
-            raise ClusterError("the namenode is not running: run './kit up'")
+        container = self._running("namenode")
         url = f"http://localhost:9870/webhdfs/v1{path}?op=OPEN&user.name={user}"
         code, output = container.exec_run(["curl", "-sS", "-L", "--max-time", "30", "-w", "\n%{http_code}", url])
         body, _, status = output.decode(errors="replace").rpartition("\n")
@@ -226,10 +224,14 @@ class Cluster:
                                f"{body[-1000:]}")
         return body
 
-    def fetch_json(self, service: str, url: str) -> dict:
+    def _running(self, service: str):
         container = self.container(service)
         if container is None or container.status != "running":
             raise ClusterError(f"{service} is not running")
+        return container
+
+    def fetch_json(self, service: str, url: str) -> dict:
+        container = self._running(service)
         code, output = container.exec_run(["curl", "-fsS", "--max-time", "5", url])
         if code != 0:
             raise ClusterError(f"{service}: {url} did not answer: {output.decode(errors='replace')[:300]}")

@@ -86,12 +86,33 @@ def executor_jvm_peak_mb(sc) -> dict:
             for e in executors if e["id"] != "driver"}
 
 
-def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0) -> int:
-    deadline = time.monotonic() + wait_seconds
+def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
+                registration_wait: float = 120.0) -> int:
+    """Waits until `slots` barrier slots are free, or until waiting cannot help, and says which.
+
+    Executors register some seconds after the driver starts (8 s here, more on a loaded host), so
+    with none registered it waits up to `registration_wait`; once some are, it waits until no new
+    slot has appeared for `wait_seconds`. Both bounds end in an error naming what is missing.
+    """
+    started = changed = time.monotonic()
     free = free_slots(sc, cores_per_slot)
-    while free < slots and time.monotonic() < deadline:
-        time.sleep(SLOT_POLL_SECONDS)  # executors may still be registering; bounded by wait_seconds
-        free = free_slots(sc, cores_per_slot)
+    shown = 0.0
+    while free < slots:
+        now = time.monotonic()
+        if now - changed >= (wait_seconds if free else max(wait_seconds, registration_wait)):
+            break
+        if now - started - shown >= 10:
+            shown = now - started
+            print(f"train: waiting for executors: {free} of {slots} slot(s) free [{shown:.0f}s]",
+                  file=sys.stderr, flush=True)
+        time.sleep(SLOT_POLL_SECONDS)
+        found = free_slots(sc, cores_per_slot)
+        if found != free:
+            free, changed = found, time.monotonic()
+    if free == 0:
+        raise SetupError(f"no executor registered with the driver within {time.monotonic() - started:.0f}s: "
+                         "the Spark worker is down, busy or out of memory. See './kit status' and "
+                         "'./kit logs spark-worker' (with --embedded, the messages above), then try again.")
     if free < slots:
         raise SetupError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
                          f"(barrier mode needs them all at once). Ask for --slots {free} or fewer, or give the "

@@ -1,0 +1,43 @@
+"""train_cnn.check_slots on a fake clock: slow executor registration is waited for, too few slots are not."""
+import pytest
+
+from jobs import train_cnn
+
+
+class FakeScheduler:
+    """Free slots as the scheduler reports them at given clock times; sleeping advances the clock."""
+
+    def __init__(self, monkeypatch, timeline: list[tuple[float, int]]):
+        self.now, self.timeline = 0.0, timeline
+        monkeypatch.setattr(train_cnn.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(train_cnn.time, "sleep", self.sleep)
+        monkeypatch.setattr(train_cnn, "free_slots", lambda sc, cores: self.free())
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def free(self) -> int:
+        return [free for at, free in self.timeline if at <= self.now][-1]
+
+
+def test_executors_registering_late_on_a_loaded_host_are_waited_for(monkeypatch, capsys):
+    # the CI failure: nothing registered within the old 20 s, the executors came at 35 s
+    clock = FakeScheduler(monkeypatch, [(0, 0), (35, 2), (37, 4)])
+    assert train_cnn.check_slots(None, slots=2, cores_per_slot=1) == 2
+    assert clock.now == pytest.approx(36, abs=2)
+    assert "train: waiting for executors: 0 of 2 slot(s) free" in capsys.readouterr().err
+
+
+def test_no_executor_at_all_is_said_as_such_after_the_registration_wait(monkeypatch):
+    clock = FakeScheduler(monkeypatch, [(0, 0)])
+    with pytest.raises(train_cnn.SetupError, match="no executor registered with the driver within 120s") as error:
+        train_cnn.check_slots(None, slots=1, cores_per_slot=1)
+    assert "--slots 0" not in str(error.value)  # never advise asking for nothing
+    assert clock.now == pytest.approx(120, abs=2)
+
+
+def test_too_few_slots_is_refused_once_no_more_appear(monkeypatch):
+    clock = FakeScheduler(monkeypatch, [(0, 0), (10, 1), (14, 2)])
+    with pytest.raises(train_cnn.SetupError, match="asked for 3 slots of 2 cores, but the cluster has 2 free"):
+        train_cnn.check_slots(None, slots=3, cores_per_slot=2)
+    assert clock.now == pytest.approx(14 + 20, abs=2)  # 20 s after the last new slot, not 120 s

@@ -106,6 +106,14 @@ def validate(shape: ClusterShape) -> None:
         raise TopologyError("the cluster shape cannot work:\n  - " + "\n  - ".join(problems))
 
 
+# Every HDFS client: the Hadoop daemons' and the Spark JVMs' (the event-log writer, a job's reads).
+HDFS_CLIENT_ENVIRONMENT = {
+    # With two datanodes there is no spare to swap into a broken write pipeline; replacing one
+    # fails the write ("Failed to replace a bad datanode") where carrying on with the rest works.
+    "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
+}
+
+
 def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
     return {
         "CORE-SITE.XML_fs.defaultFS": shape.default_fs,
@@ -130,8 +138,7 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         # By default stale nodes stop being avoided once half the datanodes are stale: one of two is
         # half. With too few fresh nodes the namenode still falls back to stale ones.
         "HDFS-SITE.XML_dfs.namenode.write.stale.datanode.ratio": "1.0",
-        # With two datanodes there is no spare to swap into a broken write pipeline.
-        "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
+        **HDFS_CLIENT_ENVIRONMENT,
         "HDFS_NAMENODE_OPTS": "-Xmx768m",
         "HDFS_DATANODE_OPTS": "-Xmx512m",
     }
@@ -157,6 +164,7 @@ def spark_environment(shape: ClusterShape) -> dict[str, str]:
     }
     env = {f"SPARK-DEFAULTS.CONF_{key}": value for key, value in defaults.items()}
     env["CORE-SITE.XML_fs.defaultFS"] = shape.default_fs
+    env.update(HDFS_CLIENT_ENVIRONMENT)
     env["SPARK_DAEMON_MEMORY"] = "512m"
     return env
 

@@ -66,3 +66,10 @@ def test_only_the_history_server_waits_for_hdfs_the_rest_start_together():
     services, _ = plan(DEFAULT, host_cpus=8)
     assert {s.name: s.stage for s in services} == {
         "namenode": 0, "datanode-1": 0, "datanode-2": 0, "spark-master": 0, "spark-worker": 0, "spark-history": 1}
+
+
+def test_every_hdfs_client_keeps_writing_when_a_datanode_of_two_is_lost():
+    # the Spark JVMs too: the driver's event-log writer failed with "Failed to replace a bad datanode"
+    services, _ = plan(DEFAULT, host_cpus=8)
+    key = "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy"
+    assert {s.name: s.environment.get(key) for s in services} == {s.name: "NEVER" for s in services}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from invoke import Exit
 
-from cli.cluster import PROJECT_DIR, open_cluster
+from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.pipeline import hdfs_url, run_job, runs_url
 from jobs import result as result_line
 
@@ -29,9 +29,10 @@ OUT = "/home/spark/out"
 class ClusterBackend:
     name = "cluster"
 
-    def __init__(self, c, project=None):
+    def __init__(self, c, project=None, cluster=None):
+        """cluster: a (Cluster, status report) the caller has just brought up."""
         self.c, self.project = c, project
-        self.cluster = open_cluster(c, project)
+        self.cluster, self.report = cluster or ready_cluster(c, project)
         self.data_url, self.runs_url = hdfs_url(c, project), runs_url(c, project)
 
     def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,

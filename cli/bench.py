@@ -10,7 +10,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from cli.hostcpu import StealMeter, steal_warning
-from cli.pipeline import EXISTING_HELP, retry_args
+from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
 from cluster.lifecycle import PROJECT_LABEL
 
 CEILING_STEPS = 1000
@@ -212,7 +212,9 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
     from cli.backends import open_backend
 
-    return bench_with(c, open_backend(c, project, embedded, master, hdfs), slots, epochs, recipe, cores_per_slot,
+    backend = open_backend(c, project, embedded, master, hdfs)
+    ensure_staged(c, backend)
+    return bench_with(c, backend, slots, epochs, recipe, cores_per_slot,
                       steps_per_epoch,
                       baselines, mllib_iterations, out)
 

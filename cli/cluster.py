@@ -54,10 +54,11 @@ def print_status(report: dict) -> None:
         print(f"kit: {problem}")
 
 
-@task(help={"project": "cluster name prefix (default: cluster.project)"})
-def up(c, project=None):
-    """Start the cluster and wait until it is healthy; a second call reports the running cluster."""
-    cluster = open_cluster(c, project)
+def bring_up(c, cluster: Cluster) -> dict:
+    """Build missing images, start what is missing or stopped, wait until healthy; the status."""
+    from cli.images import ensure_images
+
+    ensure_images(c, cluster.client)
     started = time.monotonic()
     try:
         report = cluster.up(say=say)
@@ -65,7 +66,24 @@ def up(c, project=None):
         raise Exit(f"kit: {error}\nSee './kit logs SERVICE' and './kit status'; './kit down' then './kit up' "
                    "starts afresh while keeping the data.") from error
     say(f"cluster {cluster.shape.project} healthy in {time.monotonic() - started:.1f}s")
-    print_status(report)
+    return report
+
+
+def ready_cluster(c, project: str | None = None) -> tuple[Cluster, dict]:
+    """The cluster a job runs on, brought up first when it is not (as `docker compose run` would)."""
+    cluster = open_cluster(c, project)
+    report = cluster.status()
+    problem = diagnose(report)
+    if problem:
+        say(f"cluster {cluster.shape.project}: {problem.split(':')[0]}; bringing it up ('./kit down' stops it)")
+        report = bring_up(c, cluster)
+    return cluster, report
+
+
+@task(help={"project": "cluster name prefix (default: cluster.project)"})
+def up(c, project=None):
+    """Build missing images, start the cluster and wait until it is healthy; a second call reports it."""
+    print_status(bring_up(c, open_cluster(c, project)))
 
 
 @task(help={"volumes": "also remove the HDFS volumes (all data)", "project": "cluster name prefix"})

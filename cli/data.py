@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+import urllib.request
 from pathlib import Path
 
 from invoke import Exit, task
@@ -88,6 +89,26 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
         raise Exit(f"kit: {tarball} did not contain every batch file ({', '.join(TRAIN_FILES + TEST_FILES)})")
     say(f"CIFAR-10 batch files ready in {folder}")
     return folder
+
+
+def reachable(url: str, timeout: float = 10.0) -> bool:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except Exception:
+        return False
+
+
+def default_dataset(c, from_=None) -> Path:
+    """Real CIFAR-10 when given or reachable, otherwise the full-size synthetic stand-in, said plainly."""
+    folder = Path(c.config.data.dir).resolve() / FOLDER
+    if from_ or is_complete(folder):
+        return ensure_dataset(c, from_=from_)
+    if reachable(c.config.data.url):
+        return ensure_dataset(c)
+    say(f"CIFAR-10 is not reachable at {c.config.data.url}: using the synthetic stand-in. Its accuracy "
+        "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)")
+    return ensure_dataset(c, synthetic=True)
 
 
 @task(name="fetch", help={

@@ -4,17 +4,15 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.request
 from pathlib import Path
 
 from invoke import Exit, task
 
 from cli.bench import bench_with
-from cli.data import ensure_dataset, is_complete
+from cli.data import default_dataset
 from cli.hostcpu import StealMeter
 from cli.pipeline import eda_with, stage_with
 from cli.progress import say
-from jobs.cifar import FOLDER
 
 
 class PhaseClock:
@@ -49,31 +47,11 @@ class PhaseClock:
         return "-" if percent is None else f"{percent}"
 
 
-def reachable(url: str, timeout: float = 10.0) -> bool:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
-            return True
-    except Exception:
-        return False
-
-
-def demo_dataset(c, from_=None) -> Path:
-    """Real CIFAR-10 when given or reachable, otherwise the full-size synthetic stand-in, said plainly."""
-    folder = Path(c.config.data.dir).resolve() / FOLDER
-    if from_ or is_complete(folder):
-        return ensure_dataset(c, from_=from_)
-    if reachable(c.config.data.url):
-        return ensure_dataset(c)
-    say(f"demo: CIFAR-10 is not reachable at {c.config.data.url}: using the synthetic stand-in. Its accuracy "
-        "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)")
-    return ensure_dataset(c, synthetic=True)
-
-
 def choose_backend(c, project, embedded: bool, phases: PhaseClock):
     from cli.backends import ClusterBackend, embedded_backend
-    from cli.cluster import up
+    from cli.cluster import bring_up, open_cluster
     from cli.engine import ensure_engine
-    from cli.images import build_all
+    from cli.images import ensure_images
 
     if not embedded:
         try:
@@ -87,11 +65,12 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
     if embedded:
         with phases("embedded Spark"):
             return embedded_backend(c)
+    cluster = open_cluster(c, project)
     with phases("images"):
-        build_all(c)
+        ensure_images(c, cluster.client)
     with phases("cluster up"):
-        up(c, project)
-    return ClusterBackend(c, project)
+        report = bring_up(c, cluster)
+    return ClusterBackend(c, project, cluster=(cluster, report))
 
 
 @task(help={"full": "the reference protocol: up to 50 epochs, full passes, early stopping, every baseline",
@@ -108,7 +87,7 @@ def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch
     started = time.monotonic()
     backend = choose_backend(c, project, embedded, phases)
     with phases("data"):
-        folder = demo_dataset(c, from_)
+        folder = default_dataset(c, from_)
     with phases("stage"):
         stage_with(c, backend, folder)
     with phases("eda"):

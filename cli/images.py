@@ -8,13 +8,15 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import LiveLine, say
-from images.build import BuildError, build_image, image_specs, resolve_debian_base
+from images.build import (BuildError, build_image, image_specs, image_state, resolve_ca_bundle,
+                          resolve_debian_base)
 
 
 def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
     """Build every image (cached layers are reused); returns seconds per image."""
     settings = c.config.images
-    bundle = settings.extra_ca_bundle if extra_ca_bundle is None else extra_ca_bundle
+    bundle, source = resolve_ca_bundle(settings.extra_ca_bundle if extra_ca_bundle is None else extra_ca_bundle)
+    say(f"build: trusting {bundle} ({source})" if bundle else f"build: no extra CA bundle: {source}")
     client = ensure_engine()
     timings = {}
     try:
@@ -25,7 +27,7 @@ def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
         for spec in image_specs(settings.prefix, debian):
             line = LiveLine(f"kit: build {spec.tag}")
             try:
-                build_image(client, spec, bundle or None, Path(settings.log_dir) / f"{spec.name}.log", line.update)
+                build_image(client, spec, bundle, Path(settings.log_dir) / f"{spec.name}.log", line.update)
             except BuildError:
                 line.done("failed")
                 raise
@@ -36,7 +38,26 @@ def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
     return timings
 
 
-@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds (default: images.extra_ca_bundle)"})
+def ensure_images(c, client) -> None:
+    """Build the images when any is missing (as `docker compose up` would); name the stale ones.
+
+    A stale image (built from other Dockerfiles or pins than today's) is used as it is, and
+    said: rebuilding takes minutes, so it waits for `images.build`."""
+    specs = image_specs(c.config.images.prefix, c.config.images.debian_image)
+    states = {spec.tag: image_state(client, spec) for spec in specs[1:]}  # base is only built upon
+    missing = [tag for tag, state in states.items() if state == "missing"]
+    if missing:
+        say(f"images {', '.join(missing)} not built yet: building them now (minutes the first time, "
+            "cached afterwards)")
+        build_all(c)
+        return
+    for tag, state in states.items():
+        if state == "stale":
+            say(f"warning: image {tag} was built from older sources (its Dockerfile, scripts or pins changed "
+                "since): './kit images.build' rebuilds it; using it as it is")
+
+
+@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds: a path, 'auto' (the host's) or '' (default: images.extra_ca_bundle)"})
 def build(c, extra_ca_bundle=None):
     """Build the base, hadoop and spark images; unchanged layers come from the cache."""
     timings = build_all(c, extra_ca_bundle)

@@ -8,7 +8,8 @@ from pathlib import Path
 from invoke import Exit, task
 
 from cli.cluster import PROJECT_DIR
-from cli.data import ensure_dataset
+from cli.data import default_dataset, ensure_dataset
+from cli.progress import say
 from cli.settings import cluster_shape
 from cluster.lifecycle import DRIVER, ClusterError, diagnose, space_problem
 from jobs import result as result_line
@@ -96,6 +97,13 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
     return result
 
 
+def ensure_staged(c, backend) -> None:
+    """Stage the default dataset first when nothing is staged where the backend reads its data."""
+    if backend.read_json_if_exists(backend.data_url + "/manifest.json") is None:
+        say(f"nothing is staged at {backend.data_url} yet: staging CIFAR-10 first ('./kit stage' does this alone)")
+        stage_with(c, backend, default_dataset(c))
+
+
 def already_staged(backend, folder: Path, shards: int) -> dict | None:
     """The staged manifest's summary when it was made from these inputs: no Spark job is needed.
 
@@ -156,6 +164,7 @@ def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_pe
 
     settings = c.config.train
     backend = open_backend(c, project, embedded, master, hdfs)
+    ensure_staged(c, backend)
     args = ["--data", backend.data_url, "--runs", backend.runs_url,
             "--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
             "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),

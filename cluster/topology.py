@@ -106,18 +106,22 @@ def validate(shape: ClusterShape) -> None:
         raise TopologyError("the cluster shape cannot work:\n  - " + "\n  - ".join(problems))
 
 
-# Every HDFS client: the Hadoop daemons' and the Spark JVMs' (the event-log writer, a job's reads).
-HDFS_CLIENT_ENVIRONMENT = {
-    # With two datanodes there is no spare to swap into a broken write pipeline; replacing one
-    # fails the write ("Failed to replace a bad datanode") where carrying on with the rest works.
-    "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
-}
+def hdfs_client_environment(shape: ClusterShape) -> dict[str, str]:
+    """Every HDFS client's settings: the Hadoop daemons' and the Spark JVMs' (event logs, a job's files)."""
+    return {
+        "CORE-SITE.XML_fs.defaultFS": shape.default_fs,
+        # A client picks the replication of the files it creates: without this a Spark JVM writes
+        # event logs and DataFrames with 3 replicas, which fsck reports under-replicated forever.
+        "HDFS-SITE.XML_dfs.replication": str(shape.replication),
+        # With two datanodes there is no spare to swap into a broken write pipeline; replacing one
+        # fails the write ("Failed to replace a bad datanode") where carrying on with the rest works.
+        "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy": "NEVER",
+    }
 
 
 def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
     return {
-        "CORE-SITE.XML_fs.defaultFS": shape.default_fs,
-        "HDFS-SITE.XML_dfs.replication": str(shape.replication),
+        **hdfs_client_environment(shape),
         "HDFS-SITE.XML_dfs.namenode.name.dir": "file:///data/namenode",
         "HDFS-SITE.XML_dfs.datanode.data.dir": "file:///data/datanode",
         "HDFS-SITE.XML_dfs.namenode.rpc-bind-host": "0.0.0.0",
@@ -138,7 +142,6 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         # By default stale nodes stop being avoided once half the datanodes are stale: one of two is
         # half. With too few fresh nodes the namenode still falls back to stale ones.
         "HDFS-SITE.XML_dfs.namenode.write.stale.datanode.ratio": "1.0",
-        **HDFS_CLIENT_ENVIRONMENT,
         "HDFS_NAMENODE_OPTS": "-Xmx768m",
         "HDFS_DATANODE_OPTS": "-Xmx512m",
     }
@@ -163,8 +166,7 @@ def spark_environment(shape: ClusterShape) -> dict[str, str]:
         "spark.executorEnv.HADOOP_USER_NAME": "spark",
     }
     env = {f"SPARK-DEFAULTS.CONF_{key}": value for key, value in defaults.items()}
-    env["CORE-SITE.XML_fs.defaultFS"] = shape.default_fs
-    env.update(HDFS_CLIENT_ENVIRONMENT)
+    env.update(hdfs_client_environment(shape))
     env["SPARK_DAEMON_MEMORY"] = "512m"
     return env
 

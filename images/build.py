@@ -6,6 +6,7 @@ are read from there into the image tags, so a tag always says what is inside.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import re
@@ -22,6 +23,9 @@ import docker.errors
 IMAGES_DIR = Path(__file__).resolve().parent
 PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 DEBOOTSTRAP_TAG = "bookworm-debootstrap"
+# Each image is labelled with a digest of the sources it was built from, so a task can tell an
+# image that is current from one whose Dockerfile, scripts or pins changed since.
+SOURCE_LABEL = "dlkit.source-digest"
 
 
 class BuildError(RuntimeError):
@@ -61,9 +65,57 @@ def image_specs(prefix: str, debian_image: str) -> list[ImageSpec]:
         ImageSpec("base", base, {"DEBIAN_IMAGE": debian_image}),
         ImageSpec("hadoop", f"{prefix}-hadoop:{dockerfile_arg('hadoop', 'HADOOP_VERSION')}",
                   {"BASE_IMAGE": base}),
-        ImageSpec("spark", f"{prefix}-spark:{pins['pyspark']}-tf{pins['tensorflow-cpu']}",
+        ImageSpec("spark", f"{prefix}-spark:{pins['pyspark']}-tf{pins['tensorflow']}",
                   {"BASE_IMAGE": base}),
     ]
+
+
+# Where distributions keep the system's trusted CAs, in the order they are tried.
+SYSTEM_CA_BUNDLES = (
+    "/etc/ssl/certs/ca-certificates.crt",                 # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",                   # RHEL, Fedora, CentOS
+    "/etc/ssl/ca-bundle.pem",                             # openSUSE
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # RHEL's extracted bundle
+    "/etc/ssl/cert.pem",                                  # Alpine, macOS
+)
+
+
+def resolve_ca_bundle(setting: str, environ=os.environ,
+                      candidates: tuple[str, ...] = SYSTEM_CA_BUNDLES) -> tuple[str | None, str]:
+    """The PEM bundle the builds trust, and where it came from.
+
+    'auto' means what the host trusts: SSL_CERT_FILE or REQUESTS_CA_BUNDLE when set, else the
+    system bundle. '' means none; anything else is a path.
+    """
+    if setting != "auto":
+        return (setting or None), ("images.extra_ca_bundle" if setting else "none (images.extra_ca_bundle='')")
+    for variable in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        if environ.get(variable) and Path(environ[variable]).is_file():
+            return environ[variable], variable
+    for candidate in candidates:
+        if Path(candidate).is_file():
+            return candidate, "the host's system bundle"
+    return None, "none (no system CA bundle found on the host)"
+
+
+def source_digest(spec: ImageSpec) -> str:
+    """sha256 over the files an image is built from: its folder, common/ and base/ (every image sits on base)."""
+    digest = hashlib.sha256()
+    for folder in sorted({spec.name, "common", "base"}):
+        for path in sorted((IMAGES_DIR / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(IMAGES_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def image_state(client: docker.DockerClient, spec: ImageSpec) -> str:
+    """'missing', 'stale' (built from other sources than today's) or 'current'."""
+    try:
+        image = client.images.get(spec.tag)
+    except docker.errors.ImageNotFound:
+        return "missing"
+    built_from = (image.attrs.get("Config") or {}).get("Labels") or {}
+    return "current" if built_from.get(SOURCE_LABEL) == source_digest(spec) else "stale"
 
 
 def split_pem_bundle(text: str) -> list[str]:
@@ -141,9 +193,12 @@ def debootstrap_image(client: docker.DockerClient, reference: str, mirror: str) 
         if not shutil.which("apt-get"):
             raise BuildError("no registry answers and debootstrap is not installed: install it, "
                              "or set images.debian_image to an image you have")
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "debootstrap"], check=True,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            if done.returncode:
+                raise BuildError(f"'{' '.join(command)}' failed, so debootstrap could not be installed:\n"
+                                 f"{done.stderr[-1500:]}")
     with tempfile.TemporaryDirectory(prefix="dlkit-rootfs-", dir="/var/tmp") as work:
         rootfs = Path(work) / "rootfs"
         result = subprocess.run(
@@ -170,7 +225,7 @@ def certificate_hint(build_log: str, extra_ca_bundle: str | None) -> str:
     now = f" (now: {extra_ca_bundle})" if extra_ca_bundle else " (now: none)"
     return ("\nHTTPS inside the build did not trust the server's certificate: a proxy with its own CA? "
             "Set images.extra_ca_bundle to a PEM bundle that includes it" + now +
-            ", e.g. INVOKE_IMAGES_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt")
+            " (default 'auto': the host's own bundle), e.g. INVOKE_IMAGES_EXTRA_CA_BUNDLE=/path/to/bundle.pem")
 
 
 def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: str | None,
@@ -182,7 +237,8 @@ def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: s
     with open(log_path, "w", encoding="utf-8") as log:
         stream = client.api.build(
             fileobj=context, custom_context=True, dockerfile=f"{spec.name}/Dockerfile",
-            tag=spec.tag, buildargs=spec.buildargs, rm=True, forcerm=True, decode=True)
+            tag=spec.tag, buildargs=spec.buildargs, labels={SOURCE_LABEL: source_digest(spec)},
+            rm=True, forcerm=True, decode=True)
         for chunk in stream:
             if "error" in chunk:
                 log.write(chunk["error"] + "\n")

@@ -62,3 +62,53 @@ def test_build_output_lines_lose_colour_codes_and_blanks():
     # what docker's legacy builder streams for a quiet `mvn -q` step: stderr painted red, nothing in it
     assert output_lines("\x1b[91m\x1b[0m\x1b[0m\n") == []
     assert output_lines(" Step 7/20 : RUN mvn\n\x1b[91mDownloaded jar\x1b[0m\n\n") == ["Step 7/20 : RUN mvn", "Downloaded jar"]
+
+
+def test_auto_trusts_the_environments_bundle_first_then_the_systems(tmp_path):
+    from images.build import resolve_ca_bundle
+
+    system, own = tmp_path / "system.pem", tmp_path / "own.pem"
+    system.write_text(CERT.format("S"))
+    own.write_text(CERT.format("O"))
+    assert resolve_ca_bundle("auto", {}, (str(tmp_path / "absent"), str(system))) == \
+        (str(system), "the host's system bundle")
+    assert resolve_ca_bundle("auto", {"SSL_CERT_FILE": str(own)}, (str(system),)) == (str(own), "SSL_CERT_FILE")
+    assert resolve_ca_bundle("auto", {"REQUESTS_CA_BUNDLE": str(tmp_path / "gone")}, (str(system),))[0] == str(system)
+    assert resolve_ca_bundle("auto", {}, (str(tmp_path / "absent"),))[0] is None
+    assert resolve_ca_bundle("", {"SSL_CERT_FILE": str(own)}, (str(system),))[0] is None
+    assert resolve_ca_bundle(str(own), {}, ())[0] == str(own)
+
+
+class FakeImages:
+    def __init__(self, labels_by_tag):
+        self.labels_by_tag = labels_by_tag
+
+    def get(self, tag):
+        import docker.errors
+
+        if tag not in self.labels_by_tag:
+            raise docker.errors.ImageNotFound(tag)
+        return type("Image", (), {"attrs": {"Config": {"Labels": self.labels_by_tag[tag]}}})()
+
+
+def test_an_image_is_missing_current_or_stale_by_the_digest_of_its_sources():
+    from images.build import SOURCE_LABEL, image_state, source_digest
+
+    spark = image_specs("dlkit", "debian:bookworm-slim")[2]
+    client = type("Client", (), {})()
+    client.images = FakeImages({})
+    assert image_state(client, spark) == "missing"
+    client.images = FakeImages({spark.tag: {SOURCE_LABEL: source_digest(spark)}})
+    assert image_state(client, spark) == "current"
+    client.images = FakeImages({spark.tag: {SOURCE_LABEL: "0" * 16}})
+    assert image_state(client, spark) == "stale"
+    client.images = FakeImages({spark.tag: None})  # built before images carried the label
+    assert image_state(client, spark) == "stale"
+
+
+def test_the_digest_follows_the_images_own_sources_and_the_base_it_sits_on():
+    from images.build import source_digest
+
+    base, hadoop, spark = image_specs("dlkit", "debian:bookworm-slim")
+    assert len({source_digest(base), source_digest(hadoop), source_digest(spark)}) == 3
+    assert source_digest(spark) == source_digest(image_specs("other", "other:tag")[2])  # names are not sources

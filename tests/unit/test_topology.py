@@ -73,3 +73,10 @@ def test_every_hdfs_client_keeps_writing_when_a_datanode_of_two_is_lost():
     services, _ = plan(DEFAULT, host_cpus=8)
     key = "HDFS-SITE.XML_dfs.client.block.write.replace-datanode-on-failure.policy"
     assert {s.name: s.environment.get(key) for s in services} == {s.name: "NEVER" for s in services}
+
+
+def test_every_hdfs_client_creates_files_with_the_clusters_replication():
+    # a Spark JVM without it wrote event logs with 3 replicas on 2 datanodes: under-replicated forever
+    services, _ = plan(shape(datanodes=3, replication=2), host_cpus=8)
+    key = "HDFS-SITE.XML_dfs.replication"
+    assert {s.name: s.environment.get(key) for s in services} == {s.name: "2" for s in services}

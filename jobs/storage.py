@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ class LocalStorage:
     def write_bytes(self, path: str, data: bytes) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
+
+    def replace_bytes(self, path: str, data: bytes) -> None:
+        """Written beside, then renamed over: a writer killed midway leaves the old file whole."""
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        self.write_bytes(partial, data)
+        os.replace(partial, path)
 
     def exists(self, path: str) -> bool:
         return Path(path).exists()
@@ -87,6 +94,14 @@ class HdfsStorage:
                 writer.write(data)
 
         with_retries(write, f"write {path}")
+
+    def replace_bytes(self, path: str, data: bytes) -> None:
+        """Written beside, then renamed over (one namenode operation): a writer killed midway
+        leaves the old file whole, never a torn one."""
+        partial = f"{path}.{uuid.uuid4().hex}.partial"
+        self.write_bytes(partial, data)
+        with_retries(lambda: self.client.rename(self._path(partial), self._path(path), overwrite=True),
+                     f"rename {partial}")
 
     def exists(self, path: str) -> bool:
         try:

@@ -170,7 +170,7 @@ def train_fn(config: dict):
     attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch)
     if chief:
         resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
-        storage.write_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+        storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
@@ -186,7 +186,7 @@ def train_fn(config: dict):
         def on_epoch_begin(self, epoch, logs=None):
             if chief:
                 attempts[-1]["last_epoch_begun"] = epoch + 1
-                storage.write_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+                storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
 
         def on_epoch_end(self, epoch, logs=None):
             folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
@@ -200,7 +200,7 @@ def train_fn(config: dict):
                         handle.write(resume.weights_to_npz(stopping.best_weights))
                 upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
                 prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
-                storage.write_bytes(storage.join(run_dir, "progress.jsonl"),
+                storage.replace_bytes(storage.join(run_dir, "progress.jsonl"),
                                     "".join(json.dumps(r) + "\n" for r in history.rows).encode())
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -287,12 +287,43 @@ def failure_reason(error: Exception) -> str:
     return lines[0][:300] if lines else type(error).__name__
 
 
-def run_with_retries(sc, args, submit):
+class Application:
+    """The run's Spark application, replaced by a new one when the master ends it.
+
+    When a worker goes away (a container restart, a node reboot), the standalone master may
+    remove the whole application ("Master removed our application: FAILED") and its
+    SparkContext stops: no executor can register with it again. A new application can.
+    """
+
+    def __init__(self, start):
+        self.start = start
+        self.spark = start()
+
+    @property
+    def sc(self):
+        return self.spark.sparkContext
+
+    def ended(self) -> bool:
+        return bool(self.sc._jsc is None or self.sc._jsc.sc().isStopped())
+
+    def renew(self) -> None:
+        self.stop()
+        self.spark = self.start()
+
+    def stop(self) -> None:
+        try:
+            self.spark.stop()
+        except Exception:  # an application the master ended may fail to stop cleanly; it is gone either way
+            pass
+
+
+def run_with_retries(app: Application, args, submit):
     """Submits the barrier stage again when it fails (an executor lost, a worker restarted).
 
     Spark itself retries a failed barrier stage a few times; when it gives up, the job fails and
-    this submits it again once the slots are back. Every attempt resumes from the chief's last
-    whole checkpoint (see jobs/resume.py), so only the interrupted epoch is redone.
+    this submits it again once the slots are back, in a new application when the master ended
+    the old one. Every attempt resumes from the chief's last whole checkpoint (see
+    jobs/resume.py), so only the interrupted epoch is redone.
     """
     for attempt in range(1, args.attempts + 1):
         try:
@@ -305,7 +336,12 @@ def run_with_retries(sc, args, submit):
             print(f"train: attempt {attempt} of {args.attempts} failed ({reason}); waiting up to "
                   f"{args.recovery_wait:.0f}s for {args.slots} free slot(s), then resuming from the last checkpoint",
                   file=sys.stderr, flush=True)
-            check_slots(sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait)
+            if app.ended():
+                print("train: the Spark master ended this application (a worker was lost or restarted): "
+                      "starting a new application for the next attempt", file=sys.stderr, flush=True)
+                app.renew()
+            check_slots(app.sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait,
+                        registration_wait=args.recovery_wait)
 
 
 def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -> None:
@@ -340,14 +376,14 @@ def run(args) -> dict:
     if runs.exists(run_dir):
         raise SetupError(f"{run_dir} exists already: choose another --run-id")
     cores = str(args.cores_per_slot)
-    spark = spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
+    app = Application(lambda: spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
         "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
         "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
         "spark.executorEnv.OMP_NUM_THREADS": cores, "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
-        "spark.task.cpus": cores, "spark.executor.cores": cores})
+        "spark.task.cpus": cores, "spark.executor.cores": cores}))
     stop = threading.Event()
     try:
-        check_slots(spark.sparkContext, args.slots, args.cores_per_slot)
+        check_slots(app.sc, args.slots, args.cores_per_slot)
         config = {
             "data": args.data, "runs": args.runs, "run_id": run_id, "partial_dir": run_dir + ".partial",
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
@@ -364,16 +400,16 @@ def run(args) -> dict:
                                     daemon=True)
         follower.start()
         started = time.monotonic()
-        metrics = run_with_retries(spark.sparkContext, args, lambda: MirroredStrategyRunner(
+        metrics = run_with_retries(app, args, lambda: MirroredStrategyRunner(
             num_slots=args.slots, use_gpu=False).run(train_fn, config=config))
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
-        metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(spark.sparkContext)
+        metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(app.sc)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())
         runs.rename(config["partial_dir"], run_dir)
     finally:
         stop.set()
-        spark.stop()
+        app.stop()
     return {**metrics, "run_dir": run_dir}
 
 

@@ -7,7 +7,8 @@ set -eu
 python3 /opt/kit/render_config.py "$HADOOP_CONF_DIR"
 
 if [ "$*" = "hdfs namenode" ]; then
-  name_dir="$(hdfs getconf -confKey dfs.namenode.name.dir 2>/dev/null)"
+  # from the environment it was rendered from: 'hdfs getconf' would start a JVM on every start
+  name_dir="$(printenv 'HDFS-SITE.XML_dfs.namenode.name.dir' || hdfs getconf -confKey dfs.namenode.name.dir 2>/dev/null)"
   name_dir="${name_dir#file://}"
   if [ ! -f "$name_dir/current/VERSION" ]; then
     if [ -d "$name_dir" ] && [ -n "$(ls -A "$name_dir")" ]; then

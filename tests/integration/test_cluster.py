@@ -8,7 +8,7 @@ import pytest
 
 from cluster.lifecycle import DRIVER
 from cluster.readiness import wait_healthy
-from tests.integration.conftest import result_of, run_in_client, running_cluster
+from tests.integration.conftest import result_of, run_in_client
 
 JOBS = "/opt/dlkit/tests/integration/jobs"
 
@@ -88,15 +88,3 @@ def test_a_barrier_stage_of_two_tasks_runs_one_task_per_executor(probe):
     assert all(task["gathered"] == ["0", "1"] for task in barrier)
     addresses = barrier[0]["addresses"]
     assert len(set(addresses)) == 2, f"both barrier tasks ran on one executor: {addresses}"
-
-
-def test_up_is_idempotent_and_down_leaves_nothing_behind(docker_client, cluster):
-    # A second, smaller cluster beside the session's: the shape is a parameter, names never collide.
-    with running_cluster(docker_client, datanodes=1, replication=1) as small:
-        ids = sorted(c.id for c in small.containers())
-        report = small.up(say=lambda line: None)
-        assert sorted(c.id for c in small.containers()) == ids
-        assert report["hdfs"]["live_datanodes"] == 1
-        assert cluster.status()["hdfs"]["live_datanodes"] == 2
-        small.down(volumes=True, say=lambda line: None)
-        assert small.leftovers() == {"containers": [], "networks": [], "volumes": []}

@@ -1,6 +1,7 @@
 """`./kit demo` end to end with tiny data: on the embedded local-cluster, and on the containers."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -53,22 +54,35 @@ def test_the_embedded_demo_runs_the_experiment_without_docker(tmp_path):
     assert (tmp_path / "results" / "embedded" / "storage" / "data" / "cifar10" / "manifest.json").is_file()
 
 
-def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis(tmp_path, docker_client):
+def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis_then_up_and_down(tmp_path, docker_client,
+                                                                                         cluster):
+    # A second cluster beside the session's, of another shape given by settings alone: names never
+    # collide, and the demo's own cluster then proves an idempotent up and a down that leaves nothing.
     project = f"dlkit-test-demo-{uuid.uuid4().hex[:6]}"
-    cluster = Cluster(cluster_shape(kit_context(), project=project), docker_client)
+    shape = {"INVOKE_CLUSTER_PROJECT": project, "INVOKE_CLUSTER_DATANODES": "1", "INVOKE_CLUSTER_REPLICATION": "1"}
+    demo_cluster = Cluster(dataclasses.replace(cluster_shape(kit_context(), project=project), datanodes=1,
+                                               replication=1), docker_client)
     try:
-        output = run_demo(tiny_demo_env(tmp_path, INVOKE_CLUSTER_PROJECT=project))
+        output = run_demo(tiny_demo_env(tmp_path, **shape))
         assert_demo_results(tmp_path, "cluster", output)
-        status = cluster.status()
+        status = demo_cluster.status()
         assert all(s["state"] == "running" and s["health"] == "healthy" for s in status["services"]), status
+        assert status["hdfs"]["live_datanodes"] == 1 and cluster.status()["hdfs"]["live_datanodes"] == 2
         assert "http://127.0.0.1:" in output and "'./kit down' stops it" in output
 
         # staging the same inputs again is settled from the manifest alone: no Spark application
-        applications = len(cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"])
+        applications = len(demo_cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"])
         done = subprocess.run([sys.executable, "-m", "invoke", "stage"], cwd=ROOT, capture_output=True, text=True,
-                              env=tiny_demo_env(tmp_path, INVOKE_CLUSTER_PROJECT=project), timeout=300)
+                              env=tiny_demo_env(tmp_path, **shape), timeout=300)
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert "already staged (same inputs)" in done.stdout and "| train | 1000 | 4 |" in done.stdout
-        assert len(cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"]) == applications
+        assert len(demo_cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"]) == \
+            applications
+
+        ids = sorted(c.id for c in demo_cluster.containers())
+        assert demo_cluster.up(say=lambda line: None)["hdfs"]["live_datanodes"] == 1
+        assert sorted(c.id for c in demo_cluster.containers()) == ids  # up again: nothing recreated
+        demo_cluster.down(volumes=True, say=lambda line: None)
+        assert demo_cluster.leftovers() == {"containers": [], "networks": [], "volumes": []}
     finally:
-        cluster.down(volumes=True, say=lambda line: None)
+        demo_cluster.down(volumes=True, say=lambda line: None)

@@ -1,3 +1,6 @@
+from pathlib import Path
+
+import pytest
 import numpy as np
 
 from jobs import resume
@@ -89,3 +92,22 @@ def test_a_failed_jobs_reason_is_the_lost_executor_or_the_tasks_python_exception
     lost = Exception("Job aborted due to stage failure: ...\nExecutorLostFailure (executor 1 exited caused by one of "
                      "the running tasks) Reason: Command exited with code 137\n")
     assert failure_reason(lost).startswith("ExecutorLostFailure (executor 1 exited")
+
+
+def test_a_state_file_is_replaced_whole_and_leaves_no_partial_behind(tmp_path, monkeypatch):
+    from jobs.storage import LocalStorage
+
+    storage = LocalStorage(str(tmp_path))
+    path = str(tmp_path / "run" / "attempts.json")
+    storage.write_bytes(path, b"[1]")
+    storage.replace_bytes(path, b"[1, 2]")
+    assert storage.read_bytes(path) == b"[1, 2]" and [p.name for p in (tmp_path / "run").iterdir()] == ["attempts.json"]
+
+    def killed_midway(partial, data):  # the writer dies before its rename
+        Path(partial).write_bytes(data[:3])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage, "write_bytes", killed_midway)
+    with pytest.raises(KeyboardInterrupt):
+        storage.replace_bytes(path, b"[1, 2, 3]")
+    assert storage.read_bytes(path) == b"[1, 2]"  # the next attempt still reads a whole file

@@ -41,3 +41,54 @@ def test_too_few_slots_is_refused_once_no_more_appear(monkeypatch):
     with pytest.raises(train_cnn.SetupError, match="asked for 3 slots of 2 cores, but the cluster has 2 free"):
         train_cnn.check_slots(None, slots=3, cores_per_slot=2)
     assert clock.now == pytest.approx(14 + 20, abs=2)  # 20 s after the last new slot, not 120 s
+
+
+class FakeApplication:
+    """An application the master ends at the first failure; renew() starts the next one."""
+
+    def __init__(self):
+        self.started, self.stopped = 1, False
+        self.sc = f"context-{self.started}"
+
+    def ended(self) -> bool:
+        return self.stopped
+
+    def renew(self) -> None:
+        self.started += 1
+        self.stopped = False
+        self.sc = f"context-{self.started}"
+
+
+def test_an_application_the_master_ended_is_replaced_before_the_next_attempt(monkeypatch, capsys):
+    app = FakeApplication()
+    waited_on = []
+    monkeypatch.setattr(train_cnn, "check_slots", lambda sc, *args, **kwargs: waited_on.append(sc))
+    calls = []
+
+    def submit():
+        calls.append(app.sc)
+        if len(calls) == 1:
+            app.stopped = True  # "Master removed our application: FAILED"
+            raise RuntimeError("Job aborted due to stage failure: SparkContext was shut down")
+        return {"ok": True}
+
+    args = type("Args", (), {"attempts": 3, "recovery_wait": 180.0, "slots": 2, "cores_per_slot": 1})()
+    assert train_cnn.run_with_retries(app, args, submit) == {"ok": True}
+    assert calls == ["context-1", "context-2"] and waited_on == ["context-2"]
+    assert "starting a new application" in capsys.readouterr().err
+
+
+def test_a_failure_that_leaves_the_application_alive_keeps_it(monkeypatch):
+    app = FakeApplication()
+    monkeypatch.setattr(train_cnn, "check_slots", lambda sc, *args, **kwargs: None)
+    outcomes = iter([RuntimeError("ExecutorLostFailure (executor 1 exited)"), {"ok": True}])
+
+    def submit():
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    args = type("Args", (), {"attempts": 2, "recovery_wait": 5.0, "slots": 2, "cores_per_slot": 1})()
+    assert train_cnn.run_with_retries(app, args, submit) == {"ok": True}
+    assert app.started == 1

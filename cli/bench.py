@@ -198,15 +198,16 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
 
 
 @task(default=True, help={
-    "slots": "comma-separated slot counts, e.g. 1,2,4", "epochs": "most epochs per configuration",
+    "slots": "comma-separated slot counts, e.g. 1,2,4 (default bench.slots)", "epochs": "most epochs per configuration",
     "recipe": "paper or tuned", "cores_per_slot": "executor cores and TensorFlow threads per slot",
     "steps_per_epoch": "default: a full pass over the training set",
+    "validation_records": "test records validated after each epoch (default: all; the final test uses all)",
     "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
                  "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
     "mllib_iterations": "MLlib's maxIter", "out": "results folder",
     "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
     "project": "cluster name prefix"})
-def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
+def bench(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, validation_records=None,
           baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, embedded=False, master=None, hdfs=None,
           project=None):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
@@ -214,15 +215,14 @@ def bench(c, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_p
 
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
-    return bench_with(c, backend, slots, epochs, recipe, cores_per_slot,
-                      steps_per_epoch,
-                      baselines, mllib_iterations, out)
+    return bench_with(c, backend, slots, epochs, recipe, cores_per_slot, steps_per_epoch, baselines,
+                      mllib_iterations, out, validation_records)
 
 
-def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None) -> dict:
+def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
+               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, validation_records=None) -> dict:
     settings = c.config.bench
-    counts = [int(s) for s in str(slots).split(",") if s.strip()]
+    counts = [int(s) for s in str(slots or settings.slots).split(",") if s.strip()]
     cores = int(cores_per_slot or settings.cores_per_slot)
     epochs = int(epochs or settings.epochs)
     recipe = recipe or c.config.train.recipe
@@ -234,7 +234,8 @@ def bench_with(c, backend, slots="1,2", epochs=None, recipe=None, cores_per_slot
                 "cores, so speed-up is not a scaling measurement" for n in counts if n * cores > available]
     for warning in warnings:
         print(f"kit: warning: {warning}", file=sys.stderr)
-    common = ["--epochs", str(epochs)] + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else [])
+    common = ["--epochs", str(epochs)] + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []) + \
+             (["--validation-records", str(validation_records)] if validation_records else [])
     configurations = []
     for count in counts:
         print(f"kit: bench: {count} slot(s) x {cores} core(s)", file=sys.stderr, flush=True)

@@ -94,9 +94,10 @@ def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch
         eda_with(c, backend, fraction=float(settings.eda_fraction))
     with phases("bench"):
         results = bench_with(
-            c, backend, slots="1,2", epochs=epochs or (c.config.train.epochs if full else settings.epochs),
+            c, backend, epochs=epochs or (c.config.train.epochs if full else settings.epochs),
             steps_per_epoch=None if full else (steps_per_epoch or settings.steps_per_epoch or None),
             baselines=settings.full_baselines if full else settings.baselines,
+            validation_records=None if full else settings.validation_records,
             out=Path(c.config.data.results_dir).resolve() / "demo" / backend.name)
     out_dir = Path(results["out_dir"])
     (out_dir / "phases.json").write_text(json.dumps(

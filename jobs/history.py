@@ -41,3 +41,10 @@ def steady_rate(rows: list[dict]) -> float | None:
     """Images per second after the first epoch, which carries graph building and warm-up."""
     rows = rows[1:] or rows
     return round(sum(r["images_per_second"] for r in rows) / len(rows), 1) if rows else None
+
+
+def validation_steps(records: int | None, test_records: int, global_batch: int) -> int | None:
+    """Batches of the test set validated after each epoch: all of it (None), or about `records`.
+
+    Short epochs (the demo's) would spend as long validating 10,000 images as training."""
+    return None if not records or records >= test_records else max(1, records // global_batch)

@@ -19,7 +19,7 @@ import time
 import uuid
 
 from jobs import placement, resume
-from jobs.history import epoch_history, steady_rate
+from jobs.history import epoch_history, steady_rate, validation_steps
 from jobs.result import run_main
 from jobs.session import spark_session
 from jobs.storage import open_storage
@@ -48,6 +48,8 @@ def parse_args(argv):
     parser.add_argument("--recipe", choices=RECIPES, default="paper")
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--keep-checkpoints", type=int, default=3)
+    parser.add_argument("--validation-records", type=int, default=None,
+                        help="test records validated after each epoch (default: all; the final test uses all)")
     parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-pin-cores", dest="pin_cores", action="store_false",
@@ -208,8 +210,9 @@ def train_fn(config: dict):
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     started = time.monotonic()
+    validation = validation_steps(config["validation_records"], config["test_records"], global_batch)
     model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
-              validation_data=test, callbacks=callbacks, verbose=0)
+              validation_data=test, validation_steps=validation, callbacks=callbacks, verbose=0)
     # every attempt's epochs, so a resumed run reports its whole training time
     train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
@@ -389,6 +392,7 @@ def run(args) -> dict:
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
             "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
+            "validation_records": args.validation_records, "test_records": manifest["splits"]["test"]["records"],
             "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},

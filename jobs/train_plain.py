@@ -19,6 +19,8 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--validation-records", type=int, default=None,
+                        help="test records validated after each epoch (default: all; the final test uses all)")
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
@@ -45,7 +47,7 @@ def run(args) -> dict:
     import tf_keras as keras
 
     from jobs.cnn import build_model
-    from jobs.history import epoch_history, steady_rate
+    from jobs.history import epoch_history, steady_rate, validation_steps
     from jobs.input_pipeline import make_dataset
     from jobs.storage import open_storage
 
@@ -63,7 +65,9 @@ def run(args) -> dict:
 
     history = epoch_history(steps, args.batch, on_row=show)
     started = time.monotonic()
-    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=test, verbose=0,
+    validation = validation_steps(args.validation_records, manifest["splits"]["test"]["records"], args.batch)
+    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=test, validation_steps=validation,
+              verbose=0,
               callbacks=[history, keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                                                  restore_best_weights=True)])
     train_seconds = time.monotonic() - started

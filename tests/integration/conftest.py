@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -152,3 +155,20 @@ def staged(cluster, source, target):
     return result_of(output)
 
 
+
+
+@pytest.fixture(scope="session")
+def bench_runs(cluster, staged, tmp_path_factory) -> dict:
+    """One tiny `invoke bench` (1 and 2 slots of 2 cores, 2 epochs, plain baseline) on the staged
+    test data: its report is the bench's test, its run folders the training tests' evidence."""
+    out = tmp_path_factory.mktemp("bench")
+    env = {**os.environ, "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test", "INVOKE_DATA_DIR": str(out / "no-data")}
+    command = [sys.executable, "-m", "invoke", "bench", "--project", cluster.shape.project, "--slots", "1,2",
+               "--epochs", "2", "--steps-per-epoch", "5", "--cores-per-slot", "2", "--baselines", "plain",
+               "--out", str(out)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-5000:]
+    results = json.loads((out / "results.json").read_text())
+    runs = {row["slots"]: row["run_dir"].split("://", 1)[-1].split("/", 1)[-1] for row in results["configurations"]}
+    return {"results": results, "output": output, "out": out, "runs": {n: "/" + path for n, path in runs.items()}}

@@ -45,7 +45,10 @@ def hdfs_text(cluster, path: str) -> str | None:
 
 
 def epochs_reported(cluster, run_id: str) -> int:
-    progress = hdfs_text(cluster, f"/runs/{run_id}.partial/progress.jsonl")
+    try:  # WebHDFS: a curl, not a JVM per poll
+        progress = cluster.webhdfs_read(f"/runs/{run_id}.partial/progress.jsonl")
+    except Exception:  # the namenode busy or the file mid-replace: not reported yet
+        progress = None
     return len(progress.splitlines()) if progress else 0
 
 

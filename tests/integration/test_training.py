@@ -1,4 +1,6 @@
-"""Distributed training on the real cluster: FILE sharding, chief-only writes, slots."""
+"""Distributed training on the real cluster: FILE sharding, chief-only writes, slots.
+
+The 1- and 2-slot runs are the tiny bench's (conftest.bench_runs): the same jobs, run once."""
 from __future__ import annotations
 
 import json
@@ -20,16 +22,14 @@ def hdfs_json(cluster, path: str):
 
 
 @pytest.fixture(scope="module")
-def two_slots(cluster, staged, target, source):
-    code, output = train(cluster, target, source, "--slots", "2", "--epochs", "2", "--steps-per-epoch", "10",
-                         "--run-id", "it-two-slots")
-    assert code == 0, output[-5000:]
-    assert "train: epoch 2/2" in output  # progress reached the driver live
-    return result_of(output)
+def two_slots(bench_runs):
+    assert "train: epoch 2/2" in bench_runs["output"]  # progress reached the driver live
+    row = next(row for row in bench_runs["results"]["configurations"] if row["slots"] == 2)
+    return {**row, "folder": bench_runs["runs"][2]}
 
 
 def test_two_workers_read_disjoint_file_sets_that_cover_every_shard(cluster, two_slots):
-    evidence = hdfs_json(cluster, "/runs/it-two-slots/sharding.json")
+    evidence = hdfs_json(cluster, f"{two_slots['folder']}/sharding.json")
     assert [e["worker"] for e in evidence] == [0, 1]
     first, second = (set(e["train_files"]) for e in evidence)
     assert first and second and not first & second
@@ -41,14 +41,15 @@ def test_two_workers_read_disjoint_file_sets_that_cover_every_shard(cluster, two
 
 
 def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
-    listing = cluster.hdfs(["dfs", "-ls", "-R", "/runs/it-two-slots"])
-    paths = [line.split()[-1].removeprefix("/runs/it-two-slots/") for line in listing.splitlines()
+    folder = two_slots["folder"]
+    listing = cluster.hdfs(["dfs", "-ls", "-R", folder])
+    paths = [line.split()[-1].removeprefix(folder + "/") for line in listing.splitlines()
              if line.startswith(("-", "d"))]
     assert {"checkpoints/epoch-0001", "checkpoints/epoch-0002", "final_model.keras", "metrics.json",
             "sharding.json"} <= set(paths)
     assert not [p for p in paths if "workertemp" in p or p.endswith(".tmp")]
-    assert "it-two-slots.partial" not in cluster.hdfs(["dfs", "-ls", "/runs"])
-    metrics = hdfs_json(cluster, "/runs/it-two-slots/metrics.json")
+    assert folder.rsplit("/", 1)[-1] + ".partial" not in cluster.hdfs(["dfs", "-ls", "/runs"])
+    metrics = hdfs_json(cluster, f"{folder}/metrics.json")
     assert metrics["slots"] == 2 and metrics["global_batch"] == 32 and metrics["epochs_run"] == 2
     assert [row["epoch"] for row in metrics["history"]] == [1, 2]
     assert metrics["test_accuracy"] == two_slots["test_accuracy"]
@@ -56,18 +57,15 @@ def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
 
 def test_the_saved_model_reproduces_the_reported_test_accuracy(cluster, two_slots, target, source):
     code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
-                           [cluster.shape.default_fs + "/runs/it-two-slots", target], source)
+                           [cluster.shape.default_fs + two_slots["folder"], target], source)
     assert code == 0, output[-4000:]
     reloaded = result_of(output)
     assert reloaded["test_accuracy"] == pytest.approx(two_slots["test_accuracy"], abs=1.5 / TEST_RECORDS)
 
 
-def test_a_one_slot_run_reads_every_shard(cluster, staged, target, source):
-    code, output = train(cluster, target, source, "--slots", "1", "--epochs", "1", "--steps-per-epoch", "5",
-                         "--run-id", "it-one-slot")
-    assert code == 0, output[-5000:]
-    assert result_of(output)["slots"] == 1
-    evidence = hdfs_json(cluster, "/runs/it-one-slot/sharding.json")
+def test_a_one_slot_run_reads_every_shard(cluster, bench_runs):
+    assert bench_runs["results"]["configurations"][0]["slots"] == 1
+    evidence = hdfs_json(cluster, f"{bench_runs['runs'][1]}/sharding.json")
     assert len(evidence) == 1 and len(evidence[0]["train_files"]) == SHARDS
 
 

@@ -24,3 +24,12 @@ def test_each_epoch_reports_training_time_without_validation_and_its_rate():
 def test_the_steady_rate_leaves_out_the_first_epoch():
     assert steady_rate([{"images_per_second": 10.0}, {"images_per_second": 300.0}, {"images_per_second": 310.0}]) == 305.0
     assert steady_rate([{"images_per_second": 42.0}]) == 42.0 and steady_rate([]) is None
+
+
+def test_short_epochs_validate_a_part_of_the_test_set_and_full_runs_all_of_it():
+    from jobs.history import validation_steps
+
+    assert validation_steps(None, 10000, 16) is None and validation_steps(0, 10000, 16) is None
+    assert validation_steps(2000, 10000, 32) == 62
+    assert validation_steps(2000, 200, 16) is None  # a test set smaller than asked: all of it, no warnings
+    assert validation_steps(5, 10000, 32) == 1

@@ -5,6 +5,7 @@ finds exactly what belongs to one cluster and two clusters never touch each othe
 """
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import socket
@@ -76,12 +77,14 @@ class Cluster:
         network = self._network()
         for stage in sorted({s.stage for s in self.services}):
             group = [s for s in self.services if s.stage == stage]
-            for service in group:
-                self._start(service, network, say)
+            # created and started side by side: each create is a few engine round trips
+            with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
+                for done in [pool.submit(self._start, service, network, say) for service in group]:
+                    done.result()
+            # the folders as soon as the namenode can make them: the history server waits for its own
             wait_healthy([(s.name, self.container(s.name)) for s in group],
-                         timeout=self.shape.startup_timeout, say=say, probe=self.probe)
-            if stage == 0:
-                self.prepare_hdfs(say)
+                         timeout=self.shape.startup_timeout, say=say, probe=self.probe,
+                         on_healthy={"namenode": lambda: self.prepare_hdfs(say)})
         return self.status()
 
     def restart(self, service: str, say: Say = print) -> dict:

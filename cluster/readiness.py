@@ -38,11 +38,13 @@ def diagnosis(name: str, container, why: str, probed: str | None = None) -> str:
 
 def wait_healthy(named_containers: list[tuple[str, object]], timeout: float,
                  say: Callable[[str], None] = print, clock=time.monotonic, sleep=time.sleep,
-                 probe: Callable[[str, object], tuple[bool, str]] | None = None) -> float:
+                 probe: Callable[[str, object], tuple[bool, str]] | None = None,
+                 on_healthy: dict[str, Callable[[], None]] | None = None) -> float:
     """Wait until every container is healthy; fail fast when one exits. Returns seconds.
 
     probe(name, container) -> (ready, what it saw) runs the health check now; without it the
-    wait reads Docker's health status.
+    wait reads Docker's health status. on_healthy[name]() runs the moment that service is
+    healthy, while the others are still awaited (what they wait for can be made then).
     """
     started = clock()
     pending = dict(named_containers)
@@ -59,6 +61,7 @@ def wait_healthy(named_containers: list[tuple[str, object]], timeout: float,
             if ready:
                 say(f"{name}: healthy ({clock() - started:.0f}s)")
                 del pending[name]
+                (on_healthy or {}).get(name, lambda: None)()
         if not pending:
             break
         if clock() - started > timeout:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 
 NAMENODE_RPC_PORT = 8020
 SPARK_MASTER_PORT = 7077
@@ -65,7 +66,7 @@ class Service:
     cpus: float
     memory_gb: float
     healthcheck: list[str]
-    stage: int                   # start order: 0 needs nothing; 1 needs HDFS prepared (event-log folder)
+    stage: int                   # start order: the kit starts stage 1 once stage 0 is healthy
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # volume suffix -> path
     ui_port: int | None = None   # container port of its web UI
     host_port: int = 0           # 0: any free port on the host
@@ -106,6 +107,11 @@ def validate(shape: ClusterShape) -> None:
         raise TopologyError("the cluster shape cannot work:\n  - " + "\n  - ".join(problems))
 
 
+# The daemons' JVMs (not the executors'): five of them start at once on a small host, and
+# C2's compiler threads at start-up cost more CPU than its faster code ever saves a lab's daemons.
+DAEMON_JVM_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 def hdfs_client_environment(shape: ClusterShape) -> dict[str, str]:
     """Every HDFS client's settings: the Hadoop daemons' and the Spark JVMs' (event logs, a job's files)."""
     return {
@@ -142,8 +148,8 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         # By default stale nodes stop being avoided once half the datanodes are stale: one of two is
         # half. With too few fresh nodes the namenode still falls back to stale ones.
         "HDFS-SITE.XML_dfs.namenode.write.stale.datanode.ratio": "1.0",
-        "HDFS_NAMENODE_OPTS": "-Xmx768m",
-        "HDFS_DATANODE_OPTS": "-Xmx512m",
+        "HDFS_NAMENODE_OPTS": f"-Xmx768m {DAEMON_JVM_OPTS}",
+        "HDFS_DATANODE_OPTS": f"-Xmx512m {DAEMON_JVM_OPTS}",
     }
 
 
@@ -168,11 +174,18 @@ def spark_environment(shape: ClusterShape) -> dict[str, str]:
     env = {f"SPARK-DEFAULTS.CONF_{key}": value for key, value in defaults.items()}
     env.update(hdfs_client_environment(shape))
     env["SPARK_DAEMON_MEMORY"] = "512m"
+    env["SPARK_DAEMON_JAVA_OPTS"] = DAEMON_JVM_OPTS
     return env
 
 
 def capped(requested: float, host_cpus: int) -> float:
     return float(min(requested, host_cpus))
+
+
+def waits_for(shape: ClusterShape, check: str) -> dict[str, str]:
+    """What a service's entrypoint waits for before it starts (images/common/healthcheck.py wait):
+    everything starts at once, and a service that needs another starts the moment it can."""
+    return {"KIT_WAIT_FOR": check, "KIT_WAIT_SECONDS": str(int(shape.startup_timeout))}
 
 
 def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]:
@@ -207,15 +220,18 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                          "--host", "spark-worker", "--webui-port", "8081",
                          "--cores", str(shape.worker_cores), "--memory", f"{shape.worker_memory_gb}g",
                          "--work-dir", "/opt/spark/work", shape.master_url],
-                environment=spark_env, cpus=capped(shape.worker_cores, host_cpus),
+                environment={**spark_env, **waits_for(shape, f"port spark-master:{SPARK_MASTER_PORT}")},
+                cpus=capped(shape.worker_cores, host_cpus),
                 memory_gb=shape.worker_container_memory_gb,
                 healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker",
                                            str(shape.worker_cores)], stage=0,
                 ui_port=8081, host_port=shape.spark_worker_ui_port),
         Service(name="spark-history", role="spark-history", image=shape.spark_image,
                 command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
-                environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
-                healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"], stage=1,
+                environment={**spark_env, **waits_for(shape, "http " + shlex.quote(
+                    f"http://namenode:9870/webhdfs/v1{HDFS_EVENTS_DIR}?op=GETFILESTATUS&user.name=spark"))},
+                cpus=capped(1, host_cpus), memory_gb=1.0,
+                healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"], stage=0,
                 ui_port=18080, host_port=shape.spark_history_ui_port),
     ]
     return services, warnings

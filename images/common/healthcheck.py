@@ -8,7 +8,11 @@ registered with the master with all its cores.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import socket
 import sys
+import time
 import urllib.request
 
 
@@ -65,23 +69,52 @@ def check_http(url: str) -> tuple[bool, str]:
         return response.status == 200, f"HTTP {response.status}"
 
 
+def check_port(address: str) -> tuple[bool, str]:
+    host, _, port = address.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=2):
+        return True, f"{address} accepts connections"
+
+
+def run_check(argv: list[str]) -> tuple[bool, str]:
+    try:
+        return CHECKS[argv[0]](*argv[1:])
+    except Exception as error:  # any failure to look is "not ready", with the reason shown
+        return False, f"{type(error).__name__}: {error}"
+
+
+def wait_for(environ=os.environ, clock=time.monotonic, sleep=time.sleep) -> int:
+    """At a container's start: wait (bounded) until what the service needs answers, so it starts as
+    soon as it can rather than at the kit's next stage. KIT_WAIT_FOR is a check and its arguments,
+    e.g. "port spark-master:7077"; KIT_WAIT_SECONDS bounds the wait. Exits 1 when time runs out."""
+    argv = shlex.split(environ.get("KIT_WAIT_FOR", ""))
+    if not argv:
+        return 0
+    deadline = clock() + float(environ.get("KIT_WAIT_SECONDS", "120"))
+    while True:
+        ready, detail = run_check(argv)
+        if ready or clock() > deadline:
+            print(f"waited for {' '.join(argv)}: " + ("ready: " if ready else "gave up: ") + detail, file=sys.stderr)
+            return 0 if ready else 1
+        sleep(0.25)
+
+
 CHECKS = {
     "namenode": check_namenode,
     "datanode": check_datanode,
     "spark-master": check_spark_master,
     "spark-worker": check_spark_worker,
     "http": check_http,
+    "port": check_port,
 }
 
 
 def main(argv: list[str]) -> int:
+    if argv == ["wait"]:
+        return wait_for()
     if not argv or argv[0] not in CHECKS:
-        print(f"usage: healthcheck.py {{{'|'.join(CHECKS)}}} ARGS...", file=sys.stderr)
+        print(f"usage: healthcheck.py {{{'|'.join(CHECKS)}}} ARGS... | healthcheck.py wait", file=sys.stderr)
         return 2
-    try:
-        ready, detail = CHECKS[argv[0]](*argv[1:])
-    except Exception as error:  # any failure to look is "not ready", with the reason shown
-        ready, detail = False, f"{type(error).__name__}: {error}"
+    ready, detail = run_check(argv)
     print(("ready: " if ready else "not ready: ") + detail)
     return 0 if ready else 1
 

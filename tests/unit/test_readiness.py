@@ -87,3 +87,31 @@ def test_a_probe_timeout_shows_what_the_probe_last_saw():
     with pytest.raises(ServiceNotReady, match="last health check: 1 of 2 datanodes live"):
         wait_healthy([("namenode", stuck)], timeout=5, say=lambda s: None, clock=fake_clock(), sleep=lambda s: None,
                      probe=lambda name, container: (False, "1 of 2 datanodes live"))
+
+
+def test_what_waits_for_a_service_is_made_the_moment_it_is_healthy_not_after_the_others():
+    namenode = FakeContainer("x-nn", [("running", "healthy", "ready")] * 5)
+    history = FakeContainer("x-h", [("running", "starting", "waiting for /spark-events")] * 2 +
+                            [("running", "healthy", "ready")])
+    events = []
+    wait_healthy([("namenode", namenode), ("spark-history", history)], timeout=60, say=events.append,
+                 clock=fake_clock(), sleep=lambda s: None,
+                 on_healthy={"namenode": lambda: events.append("folders made")})
+    assert [e.split(" (")[0] for e in events] == ["namenode: healthy", "folders made", "spark-history: healthy"]
+
+
+def test_an_entrypoint_waits_for_what_its_service_needs_within_a_bound(capsys):
+    ticks = itertools.count()
+    answers = iter([(False, "refused"), (False, "refused"), (True, "accepts connections")])
+    healthcheck.CHECKS["fake"] = lambda: next(answers)
+    try:
+        assert healthcheck.wait_for({"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "60"},
+                                    clock=lambda: float(next(ticks)), sleep=lambda s: None) == 0
+        assert "ready: accepts connections" in capsys.readouterr().err
+        healthcheck.CHECKS["fake"] = lambda: (False, "refused")
+        assert healthcheck.wait_for({"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "3"},
+                                    clock=lambda: float(next(ticks)), sleep=lambda s: None) == 1
+        assert "gave up: refused" in capsys.readouterr().err
+        assert healthcheck.wait_for({}) == 0  # nothing to wait for
+    finally:
+        del healthcheck.CHECKS["fake"]

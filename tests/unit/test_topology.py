@@ -62,10 +62,13 @@ def test_impossible_shapes_are_refused_before_anything_starts(changes, message):
         plan(shape(**changes), host_cpus=8)
 
 
-def test_only_the_history_server_waits_for_hdfs_the_rest_start_together():
+def test_everything_starts_together_and_what_needs_another_service_waits_for_it_in_its_entrypoint():
     services, _ = plan(DEFAULT, host_cpus=8)
-    assert {s.name: s.stage for s in services} == {
-        "namenode": 0, "datanode-1": 0, "datanode-2": 0, "spark-master": 0, "spark-worker": 0, "spark-history": 1}
+    assert {s.stage for s in services} == {0}
+    waits = {s.name: s.environment.get("KIT_WAIT_FOR") for s in services}
+    assert waits["spark-worker"] == "port spark-master:7077"  # its first registration must not miss the master
+    assert waits["spark-history"].startswith("http ") and "/spark-events?op=GETFILESTATUS" in waits["spark-history"]
+    assert {name for name, wait in waits.items() if wait} == {"spark-worker", "spark-history"}
 
 
 def test_every_hdfs_client_keeps_writing_when_a_datanode_of_two_is_lost():

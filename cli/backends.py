@@ -18,8 +18,8 @@ from pathlib import Path
 from invoke import Exit
 
 from cli.cluster import PROJECT_DIR, ready_cluster
-from cli.pipeline import hdfs_url, run_job, runs_url
-from jobs import result as result_line
+from cli.pipeline import hdfs_url, job_result, run_job, runs_url
+from cli.progress import JobOutput, job_log
 
 EMBEDDED_MASTER = "local-cluster[2,2,2048]"  # two executors of 2 cores and 2 GB, as the containerised worker
 DATA_MOUNT = "/opt/dlkit-data"
@@ -40,7 +40,8 @@ class ClusterBackend:
         """jobs/<job>.py with {source} and {out} in args standing for the input and output folders."""
         args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
         return run_job(self.cluster, job, args, mounts={str(source): DATA_MOUNT} if source else None,
-                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report)
+                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report,
+                       log=job_log(self.c.config.data.results_dir, job))
 
     def read_json(self, url: str) -> dict:
         return json.loads(self.cluster.hdfs(["dfs", "-cat", hdfs_path(url)]))
@@ -92,21 +93,13 @@ class HostBackend:
             command += ["--master", self.master]
         env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "PYSPARK_PYTHON": sys.executable,
                "PYSPARK_DRIVER_PYTHON": sys.executable, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        lines: list[str] = []
+        output = JobOutput(job_log(self.c.config.data.results_dir, job))
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               bufsize=1) as process:
             for line in process.stdout:
-                line = line.rstrip("\n")
-                lines.append(line)
-                if not line.startswith(result_line.PREFIX):
-                    print(line, flush=True)
-        if process.returncode:
-            raise Exit(f"kit: jobs/{job}.py failed (exit code {process.returncode}); its messages are above",
-                       code=process.returncode)
-        found = result_line.find(lines)
-        if found is None:
-            raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above")
-        return found
+                output(line.rstrip("\n"))
+        output.close()
+        return job_result(job, process.returncode, output)
 
     def read_json(self, url: str) -> dict:
         from jobs.storage import open_storage

@@ -40,6 +40,9 @@ def print_status(report: dict) -> None:
         print(f"  HDFS {hdfs['url']}: safe mode {hdfs['safemode']}, {hdfs['live_datanodes']} live / "
               f"{hdfs['dead_datanodes']} dead datanodes, {hdfs['used_bytes'] / gb:.2f} GB used of "
               f"{hdfs['capacity_bytes'] / gb:.1f} GB ({hdfs['remaining_bytes'] / gb:.1f} GB free)")
+        if hdfs.get("under_replicated_blocks"):
+            print(f"  HDFS: {hdfs['under_replicated_blocks']} under-replicated block(s): normal for a minute after a "
+                  "datanode returns; if it stays, see 'hdfs fsck /' in the namenode (./kit logs namenode)")
     else:
         print(f"  HDFS unavailable: {hdfs.get('error')}")
     spark = report["spark"]
@@ -90,12 +93,14 @@ def up(c, project=None):
 def down(c, volumes=False, project=None):
     """Remove the cluster's containers and network; its HDFS data stays unless --volumes."""
     cluster = open_cluster(c, project)
-    cluster.down(volumes=volumes, say=say)
+    failed = cluster.down(volumes=volumes, say=say)
     left = {kind: names for kind, names in cluster.leftovers().items() if names}
     if not volumes:
         left.pop("volumes", None)
-    if left:
-        raise Exit(f"kit: some resources could not be removed: {left}")
+    if left or failed:
+        raise Exit("kit: some resources could not be removed (the rest are gone):\n  " +
+                   "\n  ".join(failed or [f"{kind}: {', '.join(names)}" for kind, names in left.items()]) +
+                   "\nStop what uses them (a container of yours on the network?), then run './kit down' again.")
     say(f"cluster {cluster.shape.project} is down" + ("" if volumes else " (volumes kept: --volumes removes them)"))
 
 

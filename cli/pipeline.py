@@ -9,37 +9,38 @@ from invoke import Exit, task
 
 from cli.cluster import PROJECT_DIR
 from cli.data import default_dataset, ensure_dataset
-from cli.progress import say
+from cli.progress import JobOutput, say
 from cli.settings import cluster_shape
 from cluster.lifecycle import DRIVER, ClusterError, diagnose, space_problem
 from jobs import result as result_line
 
 def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None,
-            report=None) -> dict:
+            report=None, log: Path | None = None) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
 
-    report: a status() the caller has just read, so the cluster is not asked twice."""
-    lines = []
-
-    def show(line: str) -> None:
-        lines.append(line)
-        if not line.startswith(result_line.PREFIX):
-            print(line, flush=True)
-
+    report: a status() the caller has just read, so the cluster is not asked twice.
+    log: a file for the job's whole output (the terminal is spared TensorFlow's noise)."""
     problem = diagnose(report or cluster.status())
     if problem:
         raise Exit(f"kit: {problem}")
     launcher = ["python"] if plain else ["spark-submit", DRIVER]
     command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
+    output = JobOutput(log)
     try:
-        code = cluster.run_client(command, PROJECT_DIR, out=show, mounts=mounts, collect=collect, cpus=cpus)
+        code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
     except ClusterError as error:
         raise Exit(f"kit: {error}") from error
+    finally:
+        output.close()
+    return job_result(job, code, output)
+
+
+def job_result(job: str, code: int, output: JobOutput) -> dict:
     if code:
-        raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above", code=code)
-    result = result_line.find(lines)
+        raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above{output.where()}", code=code)
+    result = result_line.find(output.lines)
     if result is None:
-        raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above")
+        raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above{output.where()}")
     return result
 
 

@@ -5,9 +5,13 @@ wheel prints nothing for a minute), so long work never looks hung.
 """
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
+from pathlib import Path
+
+from jobs import result as result_line
 
 
 def say(text: str) -> None:
@@ -66,3 +70,41 @@ class LiveLine:
         with self._lock:
             self.stream.write(("\r" + line.ljust(self._width) if self.tty else line) + "\n")
             self.stream.flush()
+
+
+# TensorFlow's C++ start-up and end-of-input lines on a CPU-only host: not errors, but they look
+# like them ("E ... Unable to register cuFFT factory"). The job's log file keeps them.
+TENSORFLOW_NOISE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+\] (Unable to register cu(FFT|DNN|BLAS) factory"
+    r"|TF-TRT Warning: Could not find TensorRT|Local rendezvous is aborting with status: OUT_OF_RANGE"
+    r"|The calling iterator did not fully read the dataset being cached"
+    r"|oneDNN custom operations are on|This TensorFlow binary is optimized|could not open file to read NUMA)")
+
+
+class JobOutput:
+    """A job's lines: all of them into its log file, on the terminal all but TensorFlow's noise."""
+
+    def __init__(self, log_path: Path | None, show=print):
+        self.path, self.show, self.lines, self._log = log_path, show, [], None
+        if log_path:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_path, "w", encoding="utf-8")
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if self._log:
+            self._log.write(line + "\n")
+            self._log.flush()
+        if not line.startswith(result_line.PREFIX) and not TENSORFLOW_NOISE.match(line):
+            self.show(line, flush=True)
+
+    def where(self) -> str:
+        return f"; full output: {self.path}" if self.path else ""
+
+    def close(self) -> None:
+        if self._log:
+            self._log.close()
+
+
+def job_log(results_dir: str, job: str) -> Path:
+    return Path(results_dir).resolve() / "logs" / f"{job}-{time.strftime('%Y%m%d-%H%M%S')}.log"

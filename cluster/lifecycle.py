@@ -269,6 +269,7 @@ class Cluster:
                 "safemode": info.get("Safemode") or "OFF",
                 "live_datanodes": state.get("NumLiveDataNodes", 0),
                 "dead_datanodes": state.get("NumDeadDataNodes", 0),
+                "under_replicated_blocks": state.get("UnderReplicatedBlocks", 0),
                 "capacity_bytes": state.get("CapacityTotal"), "used_bytes": state.get("CapacityUsed"),
                 "remaining_bytes": state.get("CapacityRemaining"), "files_and_dirs": state.get("FilesTotal")}
 
@@ -287,16 +288,31 @@ class Cluster:
                                       for w in workers if w["state"] == "ALIVE")}
 
     # ---- down ----------------------------------------------------------------------------
-    def down(self, volumes: bool = False, say: Say = print) -> None:
-        for container in self.containers():
+    def down(self, volumes: bool = False, say: Say = print) -> list[str]:
+        """Removes all it can, carrying on past a step that fails; returns what could not be removed."""
+        failed: list[str] = []
+        selector = {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+
+        def remove(kind: str, item, **kwargs) -> None:
+            try:
+                item.remove(**kwargs)
+            except docker.errors.NotFound:
+                pass  # gone already: what down wants
+            except docker.errors.APIError as error:
+                failed.append(f"{kind} {item.name}: {error.explanation or error}")
+
+        containers = self.containers()
+        for container in containers:
             say(f"removing {container.name}")
-            container.remove(force=True)
-        for network in self.client.networks.list(filters={"label": f"{PROJECT_LABEL}={self.shape.project}"}):
-            network.remove()
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(containers))) as pool:
+            list(pool.map(lambda container: remove("container", container, force=True), containers))
+        for network in self.client.networks.list(filters=selector):
+            remove("network", network)
         if volumes:
-            for volume in self.client.volumes.list(filters={"label": f"{PROJECT_LABEL}={self.shape.project}"}):
+            for volume in self.client.volumes.list(filters=selector):
                 say(f"removing volume {volume.name}")
-                volume.remove(force=True)
+                remove("volume", volume, force=True)
+        return failed
 
     def leftovers(self) -> dict[str, list[str]]:
         selector = {"label": f"{PROJECT_LABEL}={self.shape.project}"}

@@ -94,15 +94,22 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
 
     Executors register some seconds after the driver starts (8 s here, more on a loaded host), so
     with none registered it waits up to `registration_wait`; once some are, it waits until no new
-    slot has appeared for `wait_seconds`. Both bounds end in an error naming what is missing.
+    slot has appeared for `wait_seconds`; and never longer than registration_wait + 3 x
+    wait_seconds in all. Every bound ends in an error naming what is missing.
     """
     started = changed = time.monotonic()
+    # executors that keep dying and coming back would reset the per-change wait for ever
+    give_up_at = started + registration_wait + 3 * wait_seconds
     free = free_slots(sc, cores_per_slot)
     shown = 0.0
     while free < slots:
         now = time.monotonic()
         if now - changed >= (wait_seconds if free else max(wait_seconds, registration_wait)):
             break
+        if now >= give_up_at:
+            raise SetupError(f"the free slots kept changing for {now - started:.0f}s without reaching {slots} "
+                             f"(now {free}): executors are dying and coming back. See './kit logs spark-worker' "
+                             "for why (often: out of memory), then try again.")
         if now - started - shown >= 10:
             shown = now - started
             print(f"train: waiting for executors: {free} of {slots} slot(s) free [{shown:.0f}s]",

@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -24,7 +25,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper imag
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from cli.settings import cluster_shape  # noqa: E402
-from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
+from cluster.lifecycle import DRIVER, PROJECT_LABEL, Cluster  # noqa: E402
 from jobs import result as result_line  # noqa: E402
 from jobs.cifar import FOLDER  # noqa: E402
 from jobs.synthetic_cifar import write_dataset  # noqa: E402
@@ -54,11 +55,44 @@ def docker_client():
         pytest.fail(f"No Docker engine answers ({error}). The integration tests need one: run them with "
                     "'./kit test' (it brings an engine up), or deselect them with -m 'not integration'.",
                     pytrace=False)
+    remove_leftover_test_clusters(client)
     return client
 
 
+def unique_project(kind: str = "") -> str:
+    """dlkit-test-[kind-]<pid>-<hex>: the pid tells a crashed run's leftovers from a live run's cluster."""
+    return f"dlkit-test-{kind + '-' if kind else ''}{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def remove_leftover_test_clusters(client) -> None:
+    """Clusters of earlier test runs whose pytest is gone (killed, crashed) are removed first."""
+    projects = set()
+    for listing in (client.containers.list(all=True, filters={"label": PROJECT_LABEL}),
+                    client.networks.list(filters={"label": PROJECT_LABEL}),
+                    client.volumes.list(filters={"label": PROJECT_LABEL})):
+        for item in listing:
+            labels = item.labels if hasattr(item, "labels") else (item.attrs.get("Labels") or {})
+            projects.add(labels.get(PROJECT_LABEL, ""))
+    for project in sorted(projects):
+        match = re.fullmatch(r"dlkit-test-(?:[a-z]+-)?(\d+)-[0-9a-f]+", project)
+        if match and not pid_alive(int(match[1])):
+            print(f"removing the leftover test cluster {project}")
+            Cluster(dataclasses.replace(test_shape(), project=project), client).down(volumes=True,
+                                                                                   say=lambda line: None)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
 def test_shape(**changes):
-    shape = cluster_shape(kit_context(), project=f"dlkit-test-{uuid.uuid4().hex[:6]}")
+    shape = cluster_shape(kit_context(), project=unique_project())
     return dataclasses.replace(shape, namenode_ui_port=0, spark_master_ui_port=0,
                                spark_worker_ui_port=0, spark_history_ui_port=0, **changes)
 

@@ -6,10 +6,9 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 
 from cluster.lifecycle import Cluster
-from tests.integration.conftest import ROOT, kit_context, readable
+from tests.integration.conftest import ROOT, kit_context, readable, unique_project
 from cli.settings import cluster_shape
 
 DEMO_TIMEOUT = 1500
@@ -58,7 +57,7 @@ def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis_then_up_
                                                                                          cluster):
     # A second cluster beside the session's, of another shape given by settings alone: names never
     # collide, and the demo's own cluster then proves an idempotent up and a down that leaves nothing.
-    project = f"dlkit-test-demo-{uuid.uuid4().hex[:6]}"
+    project = unique_project("demo")
     shape = {"INVOKE_CLUSTER_PROJECT": project, "INVOKE_CLUSTER_DATANODES": "1", "INVOKE_CLUSTER_REPLICATION": "1"}
     demo_cluster = Cluster(dataclasses.replace(cluster_shape(kit_context(), project=project), datanodes=1,
                                                replication=1), docker_client)

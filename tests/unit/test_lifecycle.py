@@ -103,3 +103,29 @@ def test_webhdfs_reads_a_file_tells_a_missing_one_and_names_any_other_failure():
         cluster_with_namenode(FakeNamenode(0, b'{"RemoteException":"SafeModeException"}\n403')).webhdfs_read("/x")
     with pytest.raises(ClusterError, match="curl exit 7"):
         cluster_with_namenode(FakeNamenode(7, b"curl: (7) Failed to connect\n000")).webhdfs_read("/x")
+
+
+class FakeResource:
+    def __init__(self, name, error=None):
+        self.name, self.error, self.removed = name, error, False
+
+    def remove(self, **kwargs):
+        if self.error:
+            raise self.error
+        self.removed = True
+
+
+def test_down_carries_on_past_a_step_that_fails_and_lists_what_it_could_not_remove():
+    in_use = docker.errors.APIError("network has active endpoints", explanation="network has active endpoints")
+    containers = [FakeResource("dlkit-unit-namenode"), FakeResource("dlkit-unit-gone", docker.errors.NotFound("x"))]
+    network, volume = FakeResource("dlkit-unit-net", in_use), FakeResource("dlkit-unit-namenode")
+
+    class Engine(FakeEngine):
+        networks = type("Networks", (), {"list": staticmethod(lambda filters: [network])})()
+        volumes = type("Volumes", (), {"list": staticmethod(lambda filters: [volume])})()
+
+    cluster = Cluster(SHAPE, Engine())
+    cluster.containers = lambda: containers
+    failed = cluster.down(volumes=True, say=lambda line: None)
+    assert failed == ["network dlkit-unit-net: network has active endpoints"]
+    assert containers[0].removed and volume.removed  # the volumes went although the network stayed

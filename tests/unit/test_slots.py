@@ -92,3 +92,11 @@ def test_a_failure_that_leaves_the_application_alive_keeps_it(monkeypatch):
     args = type("Args", (), {"attempts": 2, "recovery_wait": 5.0, "slots": 2, "cores_per_slot": 1})()
     assert train_cnn.run_with_retries(app, args, submit) == {"ok": True}
     assert app.started == 1
+
+
+def test_executors_that_keep_coming_and_going_do_not_make_it_wait_for_ever(monkeypatch):
+    flapping = [(t, 1 if (t // 10) % 2 else 0) for t in range(0, 2000, 10)]  # a slot every other 10 s
+    clock = FakeScheduler(monkeypatch, flapping)
+    with pytest.raises(train_cnn.SetupError, match="kept changing .* dying and coming back"):
+        train_cnn.check_slots(None, slots=2, cores_per_slot=1)
+    assert clock.now == pytest.approx(120 + 3 * 20, abs=3)

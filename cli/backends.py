@@ -18,7 +18,8 @@ from pathlib import Path
 from invoke import Exit
 
 from cli.cluster import PROJECT_DIR, ready_cluster
-from cli.pipeline import hdfs_url, job_result, run_job, runs_url
+from cli.pipeline import JobInterrupted, hdfs_url, job_result, run_job, runs_url
+from cluster.lifecycle import STOP_SECONDS
 from cli.progress import JobOutput, job_log
 
 EMBEDDED_MASTER = "local-cluster[2,2,2048]"  # two executors of 2 cores and 2 GB, as the containerised worker
@@ -96,9 +97,14 @@ class HostBackend:
         output = JobOutput(job_log(self.c.config.data.results_dir, job))
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               bufsize=1) as process:
-            for line in process.stdout:
-                output(line.rstrip("\n"))
-        output.close()
+            try:
+                for line in process.stdout:
+                    output(line.rstrip("\n"))
+            except KeyboardInterrupt:  # the job had the same SIGINT (one process group): let it clean up
+                process.wait(timeout=STOP_SECONDS)
+                raise JobInterrupted(job) from None
+            finally:
+                output.close()
         return job_result(job, process.returncode, output)
 
     def read_json(self, url: str) -> dict:

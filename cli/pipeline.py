@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+import uuid
 from pathlib import Path
 
 from invoke import Exit, task
@@ -30,9 +32,19 @@ def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain
         code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
     except ClusterError as error:
         raise Exit(f"kit: {error}") from error
+    except KeyboardInterrupt:
+        raise JobInterrupted(job) from None
     finally:
         output.close()
     return job_result(job, code, output)
+
+
+class JobInterrupted(Exit):
+    """Ctrl-C: the job was stopped with SIGTERM and ran its clean-up; the task says what was kept."""
+
+    def __init__(self, job: str, kept: str = "nothing half-written is left behind"):
+        self.job = job
+        super().__init__(f"kit: jobs/{job}.py interrupted: it was stopped and ran its clean-up; {kept}", code=130)
 
 
 def job_result(job: str, code: int, output: JobOutput) -> dict:
@@ -155,24 +167,36 @@ def runs_url(c, project=None) -> str:
             "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
             "cores_per_slot": "executor cores and TensorFlow threads per worker",
             "steps_per_epoch": "default: one pass over the training set", "run_id": "name of the run folder",
+            "resume": "RUN_ID of an interrupted run: continue it from its last whole checkpoint, with its own settings",
             "attempts": "barrier-stage submissions; each resumes from the last checkpoint (default train.attempts)",
             "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
             "project": "cluster name prefix"})
 def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
-          attempts=None, embedded=False, master=None, hdfs=None, project=None):
+          resume=None, attempts=None, embedded=False, master=None, hdfs=None, project=None):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
     from cli.backends import open_backend
 
     settings = c.config.train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
-    args = ["--data", backend.data_url, "--runs", backend.runs_url,
-            "--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
-            "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),
-            "--batch-per-worker", str(settings.batch_per_worker), *retry_args(c, attempts)]
-    args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
-    args += ["--run-id", run_id] if run_id else []
-    result = backend.run("train_cnn", args)
+    asked = {"--slots": slots, "--epochs": epochs, "--recipe": recipe, "--cores-per-slot": cores_per_slot,
+             "--steps-per-epoch": steps_per_epoch}
+    if resume:  # the run keeps its own settings; only what was asked now is checked against them
+        run_id = resume
+        args = ["--resume", resume, *[str(part) for flag, value in asked.items() if value for part in (flag, value)]]
+    else:
+        args = ["--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
+                "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),
+                "--batch-per-worker", str(settings.batch_per_worker)]
+        args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
+        run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]  # named here, so Ctrl-C can
+        args += ["--run-id", run_id]                                                # say what to resume
+    args = ["--data", backend.data_url, "--runs", backend.runs_url, *args, *retry_args(c, attempts)]
+    try:
+        result = backend.run("train_cnn", args)
+    except JobInterrupted as interrupted:
+        raise JobInterrupted(interrupted.job, f"{backend.runs_url}/{run_id}.partial keeps its last whole checkpoint: "
+                                              f"'./kit train --resume {run_id}' continues it") from None
     restarts = (f"; {result['restarts']} restart(s), resumed after epoch(s) {result['resumed_from_epochs']}, "
                 f"epochs redone {result['epochs_redone']}" if result.get("restarts") else "")
     print(f"\nrun {result['run_dir']}: {result['epochs_run']} epochs on {result['slots']} slot(s) x "

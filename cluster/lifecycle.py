@@ -25,6 +25,7 @@ from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, plan
 PROJECT_LABEL = "dlkit.project"
 SERVICE_LABEL = "dlkit.service"
 SECOND_NS = 1_000_000_000
+STOP_SECONDS = 30  # a job's time to clean up after Ctrl-C before it is killed
 # Every job runs through this launcher in the Spark image (see images/spark/driver.py for why).
 DRIVER = "/opt/kit/driver.py"
 Say = Callable[[str], None]
@@ -364,8 +365,17 @@ class Cluster:
             container.start()
             if watchdog:
                 watchdog.start()
-            for line in _lines(container.logs(stream=True, follow=True)):
-                out(line)
+            try:
+                for line in _lines(container.logs(stream=True, follow=True)):
+                    out(line)
+            except KeyboardInterrupt:
+                # the job gets SIGTERM and runs its clean-up (SIGKILL after STOP_SECONDS); its last words shown
+                out(f"kit: interrupted: stopping {container.name} (its clean-up runs, up to {STOP_SECONDS}s)")
+                since = int(time.time())
+                container.stop(timeout=STOP_SECONDS)
+                for line in _lines([container.logs(since=since - 1)]):
+                    out(line)
+                raise
             code = int(container.wait()["StatusCode"])
             if watchdog and not watchdog.is_alive():
                 out(f"kit: {command[:3]} was killed after {timeout:.0f}s")

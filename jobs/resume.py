@@ -96,7 +96,7 @@ def read_attempts(storage, run_dir: str) -> list[dict]:
     return json.loads(storage.read_bytes(path)) if storage.exists(path) else []
 
 
-def begin_attempt(attempts: list[dict], resumed_from_epoch: int) -> list[dict]:
+def begin_attempt(attempts: list[dict], resumed_from_epoch: int, driver: str = "") -> list[dict]:
     """The attempts with a new one appended; the earlier ones learn which of their epochs are redone."""
     earlier = [dict(a) for a in attempts]
     for attempt in earlier:
@@ -104,11 +104,13 @@ def begin_attempt(attempts: list[dict], resumed_from_epoch: int) -> list[dict]:
             begun = attempt.get("last_epoch_begun", attempt["resumed_from_epoch"])
             attempt["epochs_redone"] = list(range(resumed_from_epoch + 1, begun + 1))
     return earlier + [{"attempt": len(earlier) + 1, "resumed_from_epoch": resumed_from_epoch,
-                       "started_at": round(time.time(), 1)}]
+                       "started_at": round(time.time(), 1), "driver": driver}]
 
 
 def summary(attempts: list[dict]) -> dict:
+    drivers = list(dict.fromkeys(a.get("driver", "") for a in attempts))
     return {"restarts": max(len(attempts) - 1, 0),
+            "driver_resumes": max(len(drivers) - 1, 0),  # `--resume` of a run whose driver died
             "resumed_from_epochs": [a["resumed_from_epoch"] for a in attempts[1:]],
             "epochs_redone": sorted({e for a in attempts for e in a.get("epochs_redone", [])}),
             "attempts": attempts}

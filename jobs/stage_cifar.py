@@ -152,6 +152,7 @@ def stage(spark, args) -> dict:
     if args.shards < 1:
         raise StagingError("--shards must be at least 1")
     storage = open_storage(args.target)
+    finish_interrupted_swap(storage, args.target)
     inputs = find_inputs(args.source)
     expected = fingerprint(inputs, args.shards)
     existing = read_manifest(storage, args.target)
@@ -173,9 +174,9 @@ def stage(spark, args) -> dict:
         manifest = build_manifest(stats, expected, time.monotonic() - started)
         storage.write_bytes(storage.join(staging, "manifest.json"), json.dumps(manifest, indent=2).encode())
         swap_into_place(storage, staging, args.target)
-    except Exception as error:
+    except BaseException as error:  # Ctrl-C and `docker stop` too: nothing half-written stays
         storage.delete(staging)
-        detail = record_error_in(error)
+        detail = record_error_in(error) if isinstance(error, Exception) else None
         if detail:
             raise StagingError(f"bad input, nothing was staged: {detail}") from None
         raise
@@ -204,6 +205,29 @@ def swap_into_place(storage, staging: str, target: str) -> None:
     storage.rename(staging, target)
     if had_old:
         storage.delete(retired)
+
+
+def finish_interrupted_swap(storage, target: str) -> None:
+    """A staging killed between the swap's two renames left the target absent: finish or undo it.
+
+    A complete staging (its manifest is written last) goes into place; otherwise the retired
+    copy comes back. Retired copies beside a target in place are only leftovers."""
+    parent, name = target.rstrip("/").rsplit("/", 1)
+    if not storage.exists(parent):
+        return
+    beside = {entry.path.rstrip("/").rsplit("/", 1)[-1]: entry.path for entry in storage.listdir(parent)}
+    retired = sorted(path for base, path in beside.items() if base.startswith(f"{name}.retired-"))
+    if not storage.exists(target):
+        complete = [path for base, path in beside.items()
+                    if base.startswith(f"{name}.staging-") and storage.exists(storage.join(path, "manifest.json"))]
+        if complete:
+            print(f"stage: finishing an interrupted swap: {complete[0]} goes into place", file=sys.stderr, flush=True)
+            storage.rename(complete[0], target)
+        elif retired:
+            print(f"stage: undoing an interrupted swap: {retired[-1]} comes back", file=sys.stderr, flush=True)
+            storage.rename(retired.pop(), target)
+    for path in retired:
+        storage.delete(path)
 
 
 def summary(manifest: dict) -> dict:

@@ -36,11 +36,18 @@ class TrainingFailed(RuntimeError):
     """Every attempt of the barrier stage failed."""
 
 
+class ApplicationEnded(RuntimeError):
+    """The master ended the application while the driver waited for slots in it."""
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
     parser.add_argument("--runs", required=True, help="storage URL under which the run folder is written")
     parser.add_argument("--run-id", default=None)
+    parser.add_argument("--resume", default=None, metavar="RUN_ID",
+                        help="continue an interrupted run (its folder is <run-id>.partial) from its last whole "
+                             "checkpoint, with the settings it was started with")
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--cores-per-slot", type=int, default=2, help="TensorFlow threads per worker")
     parser.add_argument("--epochs", type=int, default=50)
@@ -59,7 +66,30 @@ def parse_args(argv):
     parser.add_argument("--recovery-wait", type=float, default=180.0,
                         help="seconds to wait for lost executors to come back between attempts")
     parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # which flags were given, not defaulted: a resumed run refuses only those that differ from its own
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    args.given = set(vars(parser.parse_known_args(argv)[0]))
+    return args
+
+
+# Settings a run is started with (settings.json in its folder); --resume takes them from there.
+RUN_SETTINGS = ("data", "slots", "cores_per_slot", "epochs", "batch_per_worker", "recipe", "patience",
+                "keep_checkpoints", "seed", "steps_per_epoch", "validation_records", "pin_cores")
+
+
+def resume_settings(args, recorded: dict) -> None:
+    """args takes the run's recorded settings; a flag given now with another value is refused."""
+    differing = [f"--{key.replace('_', '-')} {getattr(args, key)} (the run has {recorded[key]})"
+                 for key in sorted(args.given & set(RUN_SETTINGS))
+                 if key in recorded and getattr(args, key) != recorded[key]]
+    if differing:
+        raise SetupError(f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
+                         "without those flags (it keeps its own), or start a new run")
+    for key in RUN_SETTINGS:
+        if key in recorded:
+            setattr(args, key, recorded[key])
 
 
 # ---- slots (driver) ----------------------------------------------------------------------
@@ -89,13 +119,14 @@ def executor_jvm_peak_mb(sc) -> dict:
 
 
 def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
-                registration_wait: float = 120.0) -> int:
+                registration_wait: float = 120.0, ended=lambda: False) -> int:
     """Waits until `slots` barrier slots are free, or until waiting cannot help, and says which.
 
     Executors register some seconds after the driver starts (8 s here, more on a loaded host), so
     with none registered it waits up to `registration_wait`; once some are, it waits until no new
     slot has appeared for `wait_seconds`; and never longer than registration_wait + 3 x
-    wait_seconds in all. Every bound ends in an error naming what is missing.
+    wait_seconds in all. Every bound ends in an error naming what is missing. ended() says the
+    application is gone (no executor can register with it any more): ApplicationEnded.
     """
     started = changed = time.monotonic()
     # executors that keep dying and coming back would reset the per-change wait for ever
@@ -115,6 +146,8 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
             print(f"train: waiting for executors: {free} of {slots} slot(s) free [{shown:.0f}s]",
                   file=sys.stderr, flush=True)
         time.sleep(SLOT_POLL_SECONDS)
+        if ended():
+            raise ApplicationEnded("the Spark master ended this application")
         found = free_slots(sc, cores_per_slot)
         if found != free:
             free, changed = found, time.monotonic()
@@ -176,7 +209,8 @@ def train_fn(config: dict):
     if state:
         history.rows = state["history"]
     # only the chief keeps the attempts: another worker could read the file while the chief rewrites it
-    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch)
+    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch,
+                                    config["driver"])
     if chief:
         resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
         storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
@@ -346,12 +380,25 @@ def run_with_retries(app: Application, args, submit):
             print(f"train: attempt {attempt} of {args.attempts} failed ({reason}); waiting up to "
                   f"{args.recovery_wait:.0f}s for {args.slots} free slot(s), then resuming from the last checkpoint",
                   file=sys.stderr, flush=True)
-            if app.ended():
-                print("train: the Spark master ended this application (a worker was lost or restarted): "
-                      "starting a new application for the next attempt", file=sys.stderr, flush=True)
-                app.renew()
+            wait_for_slots(app, args)
+
+
+def wait_for_slots(app: Application, args) -> None:
+    """The slots back for the next attempt, in a new application when the master ended this one
+    (it may do so seconds after the stage failed, while the driver already waits)."""
+    for _ in range(args.attempts):
+        if app.ended():
+            print("train: the Spark master ended this application (a worker was lost or restarted): "
+                  "starting a new application for the next attempt", file=sys.stderr, flush=True)
+            app.renew()
+        try:
             check_slots(app.sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait,
-                        registration_wait=args.recovery_wait)
+                        registration_wait=args.recovery_wait, ended=app.ended)
+            return
+        except ApplicationEnded:
+            continue
+    raise TrainingFailed(f"the Spark master ended {args.attempts} applications in a row while the driver waited for "
+                         "slots: see './kit logs spark-master' and './kit logs spark-worker'")
 
 
 def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -> None:
@@ -374,17 +421,24 @@ def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -
 def run(args) -> dict:
     from spark_tensorflow_distributor import MirroredStrategyRunner
 
+    run_id = args.resume or args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    runs = open_storage(args.runs)
+    run_dir = runs.join(args.runs, run_id)
+    if runs.exists(run_dir):
+        raise SetupError(f"{run_dir} is complete already: nothing to resume" if args.resume else
+                         f"{run_dir} exists already: choose another --run-id")
+    if args.resume:
+        settings = runs.join(run_dir + ".partial", "settings.json")
+        if not runs.exists(settings):
+            raise SetupError(f"no interrupted run {run_id} under {args.runs} ({run_id}.partial with its settings.json): "
+                             "'./kit status' lists the interrupted runs")
+        resume_settings(args, json.loads(runs.read_bytes(settings)))
     storage = open_storage(args.data)
     manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
     train_files = [s["file"] for s in manifest["splits"]["train"]["shards"]]
     if len(train_files) < args.slots:
         raise SetupError(f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
                          f"stage with --shards {args.slots} or more")
-    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    runs = open_storage(args.runs)
-    run_dir = runs.join(args.runs, run_id)
-    if runs.exists(run_dir):
-        raise SetupError(f"{run_dir} exists already: choose another --run-id")
     cores = str(args.cores_per_slot)
     app = Application(lambda: spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
         "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
@@ -399,14 +453,17 @@ def run(args) -> dict:
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
             "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
-            "validation_records": args.validation_records, "test_records": manifest["splits"]["test"]["records"],
+            "driver": uuid.uuid4().hex[:8], "validation_records": args.validation_records, "test_records": manifest["splits"]["test"]["records"],
             "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},
             "steps_per_epoch": args.steps_per_epoch or
             manifest["splits"]["train"]["records"] // (args.batch_per_worker * args.slots),
         }
-        runs.delete(config["partial_dir"])
+        if not args.resume:
+            runs.delete(config["partial_dir"])
+            runs.replace_bytes(runs.join(config["partial_dir"], "settings.json"), json.dumps(
+                {key: config[key] if key in config else getattr(args, key) for key in RUN_SETTINGS}).encode())
         follower = threading.Thread(target=follow_progress, args=(runs, config["partial_dir"], args.epochs, stop),
                                     daemon=True)
         follower.start()

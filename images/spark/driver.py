@@ -8,8 +8,15 @@ hooks (event log, context stop) and carries the job's own exit code to spark-sub
 usage: spark-submit /opt/kit/driver.py JOB.py [ARGS...]
 """
 import runpy
+import signal
 import sys
 import traceback
+
+INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def exit_code(error: SystemExit) -> int:
@@ -27,6 +34,9 @@ def run(job: str, args: list) -> int:
         runpy.run_path(job, run_name="__main__")
     except SystemExit as error:
         return exit_code(error)
+    except KeyboardInterrupt as error:  # Ctrl-C, or `docker stop`'s SIGTERM: the job's cleanup has run
+        print(f"job: interrupted ({error or 'SIGINT'}); its clean-up ran", file=sys.stderr)
+        return INTERRUPTED
     except BaseException:  # the job's traceback, as Python would print it
         traceback.print_exc()
         return 1
@@ -51,6 +61,9 @@ def main() -> None:
     if len(sys.argv) < 2:
         print("usage: spark-submit /opt/kit/driver.py JOB.py [ARGS...]", file=sys.stderr)
         sys.exit(2)
+    # `docker stop` sends SIGTERM to the whole process group (tini -g): the job unwinds, its
+    # finally blocks remove what it half-wrote, and the JVM's own shutdown hooks stop Spark.
+    signal.signal(signal.SIGTERM, interrupt)
     code = run(sys.argv[1], sys.argv[2:])
     end_jvm(code)
     sys.exit(code)

@@ -1,8 +1,13 @@
-"""Faults on the real cluster: lost executors during training, a lost datanode during staging,
-a namenode restart. Each test puts the shared cluster back to healthy before it ends."""
+"""Faults on the real cluster: lost executors, a restarted worker and a stopped driver during
+training, a lost datanode during staging, a namenode restart. Each test puts the shared cluster
+back to healthy before it ends."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -23,20 +28,6 @@ KILL_EXECUTORS = ("import os, signal\n"  # every executor JVM of the worker, not
                   "        pass\n")
 
 
-def in_background(work) -> tuple[threading.Thread, dict]:
-    outcome: dict = {}
-
-    def target():
-        try:
-            outcome["value"] = work()
-        except BaseException as error:  # re-raised by the test after join
-            outcome["error"] = error
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
 def hdfs_text(cluster, path: str) -> str | None:
     try:
         return cluster.hdfs(["dfs", "-cat", path])
@@ -52,52 +43,66 @@ def epochs_reported(cluster, run_id: str) -> int:
     return len(progress.splitlines()) if progress else 0
 
 
-def wait_for_epoch(cluster, thread, outcome, run_id: str, epochs: int) -> None:
+def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> None:
     deadline = time.monotonic() + JOB_TIMEOUT
-    while thread.is_alive() and time.monotonic() < deadline and epochs_reported(cluster, run_id) < epochs:
+    while process.poll() is None and time.monotonic() < deadline and epochs_reported(cluster, run_id) < epochs:
         time.sleep(1)  # polling HDFS, bounded by the job's own deadline
-    assert thread.is_alive(), f"training ended before the fault could be injected: {outcome}"
+    assert process.poll() is None, f"training ended before the fault could be injected: {process.communicate()[0][-3000:]}"
 
 
-def test_training_resumes_after_its_executors_are_killed_and_after_the_worker_restarts(cluster, staged, target,
-                                                                                        source):
-    # Two faults in one run: executor JVMs killed (the application survives), then the worker
-    # container restarted (a node reboot: the master may end the whole application).
-    runs = cluster.shape.default_fs + "/runs"
-    thread, outcome = in_background(lambda: run_job(cluster, TRAIN, [
-        "--data", target, "--runs", runs, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "100",
-        "--batch-per-worker", "16", "--run-id", "it-resume", "--attempts", "4", "--recovery-wait", "240"], source))
+def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped_by_ctrl_c(cluster, staged, target,
+                                                                                            source, tmp_path):
+    # Three faults in one run of `invoke train`: executor JVMs killed (the application survives);
+    # the worker container restarted (a node reboot: the master may end the whole application);
+    # Ctrl-C (the driver gone, as with a killed client or a rebooted host), then `--resume`.
+    env = {**os.environ, "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test", "INVOKE_DATA_DIR": str(tmp_path / "no-data"),
+           "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"), "INVOKE_TRAIN_ATTEMPTS": "4",
+           "INVOKE_TRAIN_RECOVERY_WAIT": "240"}
+    train = [sys.executable, "-m", "invoke", "train", "--project", cluster.shape.project]
+    process = subprocess.Popen([*train, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "60",
+                                "--run-id", "it-resume"], cwd=ROOT, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        wait_for_epoch(cluster, thread, outcome, "it-resume", 1)
+        wait_for_epoch(cluster, process, "it-resume", 1)
         killed_at = time.time()
         killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS])
         assert b"killed" in killed.output, killed.output
-        wait_for_epoch(cluster, thread, outcome, "it-resume", 2)
+        wait_for_epoch(cluster, process, "it-resume", 2)
         restarted_at = time.time()
         cluster.container("spark-worker").restart(timeout=10)
-        thread.join(JOB_TIMEOUT)
+        wait_for_epoch(cluster, process, "it-resume", 3)
+        interrupted_at = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=120)[0]
     finally:
-        if thread.is_alive():  # never leave a training job running behind a failed assertion
-            cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS])
-            thread.join(60)
+        if process.poll() is None:  # never leave a training job running behind a failed assertion
+            process.kill()
+            process.communicate()
         cluster.up(say=lambda line: None)  # the worker healthy again for the next tests
-    assert "error" not in outcome, outcome.get("error")
-    code, output = outcome["value"]
-    assert code == 0, output[-5000:]
-    metrics = result_of(output)
-    assert metrics["restarts"] >= 2, metrics
-    # Spark may retry a barrier stage itself before the driver does: an attempt can repeat, never go back
-    assert set(metrics["resumed_from_epochs"]) == {1, 2} and metrics["resumed_from_epochs"] == \
-        sorted(metrics["resumed_from_epochs"]), metrics
-    assert set(metrics["epochs_redone"]) <= {2, 3}, metrics  # at most the one interrupted epoch per fault
+    stopped_in = time.monotonic() - interrupted_at
+    assert process.returncode == 130, output[-5000:]
+    assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
+    assert [c.name for c in cluster.containers() if "-client-" in c.name] == []  # no driver left behind
+    assert "it-resume.partial" in cluster.hdfs(["dfs", "-ls", "/runs"])
     new_application = "starting a new application" in output
+
+    done = subprocess.run([*train, "--resume", "it-resume"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=JOB_TIMEOUT)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    metrics = json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))
+    assert metrics["driver_resumes"] == 1 and metrics["steps_per_epoch"] == 60, metrics  # its own settings
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3, 4]
+    # Spark may retry a barrier stage itself before the driver does: an attempt can repeat, never go back
+    resumed = metrics["resumed_from_epochs"]
+    assert {1, 2, 3} <= set(resumed) <= {1, 2, 3} and resumed == sorted(resumed), metrics
+    assert set(metrics["epochs_redone"]) <= {2, 3, 4}, metrics  # at most the one interrupted epoch per fault
     attempts = metrics["attempts"]
-    print(f"fault: executors killed after epoch 1, resumed {attempts[1]['started_at'] - killed_at:.1f}s later; "
-          f"worker restarted after epoch 2, resumed {attempts[-1]['started_at'] - restarted_at:.1f}s later "
-          f"({'in a new application' if new_application else 'in the same application'}); epochs redone "
-          f"{metrics['epochs_redone']}, restarts {metrics['restarts']}, run wall time {metrics['wall_seconds']}s")
-    assert [row["epoch"] for row in json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))["history"]] == \
-        [1, 2, 3, 4]
+    started = [a["started_at"] for a in attempts]
+    print(f"fault: executors killed after epoch 1, resumed {min(t for t in started if t > killed_at) - killed_at:.1f}s "
+          f"later; worker restarted after epoch 2, resumed {min(t for t in started if t > restarted_at) - restarted_at:.1f}s "
+          f"later ({'in a new application' if new_application else 'in the same application'}); Ctrl-C after epoch 3 "
+          f"stopped the driver in {stopped_in:.1f}s and --resume went on from epoch {resumed[-1]}; epochs redone "
+          f"{metrics['epochs_redone']}, restarts {metrics['restarts']}")
     code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
                            [cluster.shape.default_fs + "/runs/it-resume", target], source)
     assert code == 0, output[-4000:]

@@ -18,13 +18,16 @@ def test_the_newest_whole_checkpoint_wins_and_unfinished_uploads_are_ignored(tmp
 
 
 def test_a_resumed_attempt_marks_the_interrupted_epochs_as_redone():
-    first = resume.begin_attempt([], 0)
+    first = resume.begin_attempt([], 0, driver="d1")
     first[-1]["last_epoch_begun"] = 2          # failed during epoch 2, after checkpoint 1
-    second = resume.begin_attempt(first, 1)
+    second = resume.begin_attempt(first, 1, driver="d1")
     assert second[0]["epochs_redone"] == [2]
-    assert resume.summary(second) == {"restarts": 1, "resumed_from_epochs": [1], "epochs_redone": [2],
-                                      "attempts": second}
+    assert resume.summary(second) == {"restarts": 1, "driver_resumes": 0, "resumed_from_epochs": [1],
+                                      "epochs_redone": [2], "attempts": second}
     assert resume.summary(resume.begin_attempt([], 0))["restarts"] == 0
+    # the driver died and `--resume` started a new one: its attempts carry on the same list
+    third = resume.begin_attempt(second, 1, driver="d2")
+    assert resume.summary(third)["driver_resumes"] == 1 and resume.summary(third)["restarts"] == 2
 
 
 def test_best_weights_survive_the_round_trip_in_order():

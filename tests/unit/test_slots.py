@@ -100,3 +100,41 @@ def test_executors_that_keep_coming_and_going_do_not_make_it_wait_for_ever(monke
     with pytest.raises(train_cnn.SetupError, match="kept changing .* dying and coming back"):
         train_cnn.check_slots(None, slots=2, cores_per_slot=1)
     assert clock.now == pytest.approx(120 + 3 * 20, abs=3)
+
+
+def test_a_resumed_run_keeps_its_own_settings_and_refuses_a_different_one_asked_for():
+    recorded = {"slots": 2, "epochs": 4, "batch_per_worker": 16, "recipe": "paper", "steps_per_epoch": 100}
+    args = train_cnn.parse_args(["--data", "d", "--runs", "r", "--resume", "run-1"])
+    assert args.given == {"data", "runs", "resume"}
+    train_cnn.resume_settings(args, recorded)
+    assert (args.slots, args.epochs, args.steps_per_epoch) == (2, 4, 100)
+    args = train_cnn.parse_args(["--data", "d", "--runs", "r", "--resume", "run-1", "--slots", "1", "--epochs", "4"])
+    with pytest.raises(train_cnn.SetupError, match=r"--slots 1 \(the run has 2\)") as error:
+        train_cnn.resume_settings(args, recorded)
+    assert "--epochs" not in str(error.value)  # the same value asked again is no conflict
+
+
+def test_an_application_ended_while_the_driver_waits_for_slots_is_replaced_too(monkeypatch, capsys):
+    # the stage fails first (executors lost), the master removes the application a second later
+    app = FakeApplication()
+    waits = []
+
+    def check_slots(sc, *args, ended, **kwargs):
+        waits.append(sc)
+        if len(waits) == 1:
+            app.stopped = True
+            assert ended()
+            raise train_cnn.ApplicationEnded("ended")
+
+    monkeypatch.setattr(train_cnn, "check_slots", check_slots)
+    args = type("Args", (), {"attempts": 3, "recovery_wait": 180.0, "slots": 2, "cores_per_slot": 1})()
+    train_cnn.wait_for_slots(app, args)
+    assert waits == ["context-1", "context-2"]
+    assert "starting a new application" in capsys.readouterr().err
+
+
+def test_check_slots_stops_waiting_when_the_application_is_gone(monkeypatch):
+    FakeScheduler(monkeypatch, [(0, 0)])
+    gone = iter([False, False, True])
+    with pytest.raises(train_cnn.ApplicationEnded):
+        train_cnn.check_slots(None, slots=2, cores_per_slot=1, ended=lambda: next(gone))

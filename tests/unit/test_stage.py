@@ -134,3 +134,22 @@ def test_staged_inputs_are_not_refused_for_space_they_would_not_use_but_new_ones
     assert stage_with(c, staged, tmp_path / FOLDER)["up_to_date"] is True and staged.jobs == []
     with pytest.raises(Exit, match="nothing was staged: HDFS has 0.00 GB free"):
         stage_with(c, FakeClusterBackend(full, manifest=None), tmp_path / FOLDER)
+
+
+def test_a_swap_killed_between_its_renames_is_finished_or_undone_by_the_next_staging(tmp_path):
+    from jobs.stage_cifar import finish_interrupted_swap
+    from jobs.storage import LocalStorage
+
+    storage, target = LocalStorage(str(tmp_path)), str(tmp_path / "cifar10")
+    (tmp_path / "cifar10.retired-aaaa").mkdir()          # the old staging, renamed away
+    (tmp_path / "cifar10.staging-bbbb").mkdir()          # the new one, complete: its manifest is written last
+    (tmp_path / "cifar10.staging-bbbb" / "manifest.json").write_text("{}")
+    finish_interrupted_swap(storage, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10"]
+    assert (tmp_path / "cifar10" / "manifest.json").exists()
+
+    (tmp_path / "cifar10").rename(tmp_path / "cifar10.retired-cccc")  # killed before the new one was complete
+    (tmp_path / "cifar10.staging-dddd").mkdir()
+    finish_interrupted_swap(storage, target)
+    assert (tmp_path / "cifar10" / "manifest.json").exists()          # the old staging is back
+    assert not list(tmp_path.glob("cifar10.retired-*"))

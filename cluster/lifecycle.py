@@ -79,8 +79,14 @@ class Cluster:
         for stage in sorted({s.stage for s in self.services}):
             group = [s for s in self.services if s.stage == stage]
             # created and started side by side: each create is a few engine round trips
+            lock = threading.Lock()
+
+            def say_whole(line: str) -> None:  # one line at a time from the starting threads
+                with lock:
+                    say(line)
+
             with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
-                for done in [pool.submit(self._start, service, network, say) for service in group]:
+                for done in [pool.submit(self._start, service, network, say_whole) for service in group]:
                     done.result()
             # the folders as soon as the namenode can make them: the history server waits for its own
             wait_healthy([(s.name, self.container(s.name)) for s in group],

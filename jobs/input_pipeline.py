@@ -70,11 +70,13 @@ def augment(image, label):
 
 
 def make_dataset(root: str, files: list[str], batch_size: int, training: bool, seed: int = 0,
-                 augmentation: bool = False, fetch=None, cache: bool = True):
+                 augmentation: bool = False, fetch=None, cache: bool = True, records: int | None = None):
     """Batches of (image in [0, 1], label); training data is shuffled and repeats forever.
 
     Each worker reads its own files once: the decoded uint8 records are cached in memory (a
     worker's half of CIFAR-10 is 77 MB), so later epochs spend the core on the model.
+    records: the first records of this worker's files only, for epochs shorter than a pass: a
+    cache that is not read to its end is discarded, so short epochs would never reach it.
     """
     import tensorflow as tf
 
@@ -96,6 +98,8 @@ def make_dataset(root: str, files: list[str], batch_size: int, training: bool, s
 
     dataset = dataset.interleave(read_file, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
                                  deterministic=not training)
+    if records:
+        dataset = dataset.take(records)
     if cache:
         dataset = dataset.cache()
     if training:

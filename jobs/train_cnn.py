@@ -197,10 +197,16 @@ def train_fn(config: dict):
 
     global_batch = config["batch_per_worker"] * workers
     fetch = input_pipeline.make_fetch(config["data"], os.path.join(local, "shards"))
+    # short epochs train (and validate) on the records one epoch reads, cached in epoch 1
     train = input_pipeline.make_dataset(config["data"], config["train_files"], global_batch, training=True,
-                                        seed=config["seed"], augmentation=config["recipe"] == "tuned", fetch=fetch)
+                                        seed=config["seed"], augmentation=config["recipe"] == "tuned", fetch=fetch,
+                                        records=config["epoch_records"])
     test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False,
                                        fetch=fetch)
+    validation_batches = validation_steps(config["validation_records"], config["test_records"], global_batch)
+    validation = test if validation_batches is None else input_pipeline.make_dataset(
+        config["data"], config["test_files"], global_batch, training=False, fetch=fetch,
+        records=validation_batches * config["batch_per_worker"])
 
     history = epoch_history(config["steps_per_epoch"], global_batch)
     # an earlier attempt failed: carry on from its last whole checkpoint
@@ -251,9 +257,8 @@ def train_fn(config: dict):
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     started = time.monotonic()
-    validation = validation_steps(config["validation_records"], config["test_records"], global_batch)
     model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
-              validation_data=test, validation_steps=validation, callbacks=callbacks, verbose=0)
+              validation_data=validation, validation_steps=validation_batches, callbacks=callbacks, verbose=0)
     # every attempt's epochs, so a resumed run reports its whole training time
     train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
@@ -453,6 +458,7 @@ def run(args) -> dict:
             "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
             "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
+            "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
             "driver": uuid.uuid4().hex[:8], "validation_records": args.validation_records, "test_records": manifest["splits"]["test"]["records"],
             "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],

@@ -56,7 +56,9 @@ def run(args) -> dict:
     manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
     files = {split: [s["file"] for s in manifest["splits"][split]["shards"]] for split in ("train", "test")}
     steps = args.steps_per_epoch or manifest["splits"]["train"]["records"] // args.batch
-    train = make_dataset(args.data, files["train"], args.batch, training=True, seed=args.seed)
+    # as the kit's training: short epochs read (and cache) one epoch's records, validate a part
+    train = make_dataset(args.data, files["train"], args.batch, training=True, seed=args.seed,
+                         records=steps * args.batch if args.steps_per_epoch else None)
     test = make_dataset(args.data, files["test"], args.batch, training=False)
     model = build_model()
     def show(row):
@@ -65,8 +67,11 @@ def run(args) -> dict:
 
     history = epoch_history(steps, args.batch, on_row=show)
     started = time.monotonic()
-    validation = validation_steps(args.validation_records, manifest["splits"]["test"]["records"], args.batch)
-    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=test, validation_steps=validation,
+    validation_batches = validation_steps(args.validation_records, manifest["splits"]["test"]["records"], args.batch)
+    validation = test if validation_batches is None else make_dataset(
+        args.data, files["test"], args.batch, training=False, records=validation_batches * args.batch)
+    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=validation,
+              validation_steps=validation_batches,
               verbose=0,
               callbacks=[history, keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                                                  restore_best_weights=True)])

@@ -27,3 +27,14 @@ def test_the_pipeline_scales_pixels_keeps_labels_and_tallies_what_it_read(tmp_pa
     assert batch_labels.numpy().tolist() == [3, 1, 4, 1, 5]
     assert input_pipeline.READS == {"train/part-00000.tfrecord": 5}
     assert input_pipeline.FETCHES["train/part-00000.tfrecord"] == 1
+
+
+def test_a_short_epoch_reads_and_caches_only_its_records_and_repeats_them(tmp_path):
+    (tmp_path / "train").mkdir()
+    images = np.zeros((10, 32, 32, 3), np.uint8)
+    data = tfrecord_bytes(encode_example(image, label) for image, label in zip(images, range(10)))
+    (tmp_path / "train" / "part-00000.tfrecord").write_bytes(data)
+    dataset = input_pipeline.make_dataset(str(tmp_path), ["train/part-00000.tfrecord"], batch_size=2, training=True,
+                                          records=4)
+    seen = [int(label) for _, labels in dataset.take(6) for label in labels.numpy()]  # three epochs of 2 steps
+    assert sorted(set(seen)) == [0, 1, 2, 3] and len(seen) == 12  # the same 4 records, from the cache

@@ -78,7 +78,8 @@ TENSORFLOW_NOISE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+\] (Unable to register cu(FFT|DNN|BLAS) factory"
     r"|TF-TRT Warning: Could not find TensorRT|Local rendezvous is aborting with status: OUT_OF_RANGE"
     r"|The calling iterator did not fully read the dataset being cached"
-    r"|oneDNN custom operations are on|This TensorFlow binary is optimized|could not open file to read NUMA)")
+    r"|oneDNN custom operations are on|This TensorFlow binary is optimized|could not open file to read NUMA)"
+    r"|^\s+\[\[\{\{node IteratorGetNext\}\}\]\]$")  # the rendezvous line's own second line
 
 
 class JobOutput:

@@ -31,9 +31,9 @@ class ClusterBackend:
     name = "cluster"
 
     def __init__(self, c, project=None, cluster=None):
-        """cluster: a (Cluster, status report) the caller has just brought up."""
+        """cluster: a Cluster the caller has just brought up."""
         self.c, self.project = c, project
-        self.cluster, self.report = cluster or ready_cluster(c, project)
+        self.cluster = cluster or ready_cluster(c, project)
         self.data_url, self.runs_url = hdfs_url(c, project), runs_url(c, project)
 
     def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,

@@ -72,15 +72,14 @@ def bring_up(c, cluster: Cluster) -> dict:
     return report
 
 
-def ready_cluster(c, project: str | None = None) -> tuple[Cluster, dict]:
+def ready_cluster(c, project: str | None = None) -> Cluster:
     """The cluster a job runs on, brought up first when it is not (as `docker compose run` would)."""
     cluster = open_cluster(c, project)
-    report = cluster.status()
-    problem = diagnose(report)
+    problem = diagnose(cluster.status())
     if problem:
         say(f"cluster {cluster.shape.project}: {problem.split(':')[0]}; bringing it up ('./kit down' stops it)")
-        report = bring_up(c, cluster)
-    return cluster, report
+        bring_up(c, cluster)
+    return cluster
 
 
 @task(help={"project": "cluster name prefix (default: cluster.project)"})

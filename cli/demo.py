@@ -69,8 +69,8 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
     with phases("images"):
         ensure_images(c, cluster.client)
     with phases("cluster up"):
-        report = bring_up(c, cluster)
-    return ClusterBackend(c, project, cluster=(cluster, report))
+        bring_up(c, cluster)
+    return ClusterBackend(c, project, cluster=cluster)
 
 
 @task(help={"full": "the reference protocol: up to 50 epochs, full passes, early stopping, every baseline",

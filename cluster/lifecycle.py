@@ -66,8 +66,12 @@ class Cluster:
         except docker.errors.NotFound:
             return None
 
+    def selector(self) -> dict:
+        """The filter that finds this cluster's containers, networks and volumes, and nothing else."""
+        return {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+
     def containers(self) -> list:
-        return self.client.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.shape.project}"})
+        return self.client.containers.list(all=True, filters=self.selector())
 
     # ---- up ------------------------------------------------------------------------------
     def up(self, say: Say = print) -> dict:
@@ -298,7 +302,7 @@ class Cluster:
     def down(self, volumes: bool = False, say: Say = print) -> list[str]:
         """Removes all it can, carrying on past a step that fails; returns what could not be removed."""
         failed: list[str] = []
-        selector = {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+        selector = self.selector()
 
         def remove(kind: str, item, **kwargs) -> None:
             try:
@@ -322,7 +326,7 @@ class Cluster:
         return failed
 
     def leftovers(self) -> dict[str, list[str]]:
-        selector = {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+        selector = self.selector()
         return {"containers": [c.name for c in self.client.containers.list(all=True, filters=selector)],
                 "networks": [n.name for n in self.client.networks.list(filters=selector)],
                 "volumes": [v.name for v in self.client.volumes.list(filters=selector)]}

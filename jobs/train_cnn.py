@@ -175,6 +175,7 @@ def train_fn(config: dict):
     from jobs import input_pipeline
     from jobs.cnn import build_model
 
+    marks = [("train_fn", time.time())]
     context = BarrierTaskContext.get()
     worker = context.partitionId()
     cpus = None
@@ -208,6 +209,7 @@ def train_fn(config: dict):
         config["data"], config["test_files"], global_batch, training=False, fetch=fetch,
         records=validation_batches * config["batch_per_worker"])
 
+    marks.append(("datasets", time.time()))
     history = epoch_history(config["steps_per_epoch"], global_batch)
     # an earlier attempt failed: carry on from its last whole checkpoint
     initial_epoch, state, best_weights = resume.restore(model, storage, storage.join(run_dir, "checkpoints"),
@@ -232,12 +234,17 @@ def train_fn(config: dict):
     class ChiefCheckpoints(keras.callbacks.Callback):
         """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
 
+        def on_train_begin(self, logs=None):
+            marks.append(("train_begin", time.time()))
+
         def on_epoch_begin(self, epoch, logs=None):
+            marks.append((f"epoch{epoch + 1}_begin", time.time()))
             if chief:
                 attempts[-1]["last_epoch_begun"] = epoch + 1
                 storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
 
         def on_epoch_end(self, epoch, logs=None):
+            marks.append((f"epoch{epoch + 1}_end", time.time()))
             folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
             self.model.save_weights(os.path.join(folder, "weights"))
             if chief:
@@ -252,16 +259,20 @@ def train_fn(config: dict):
                 storage.replace_bytes(storage.join(run_dir, "progress.jsonl"),
                                     "".join(json.dumps(r) + "\n" for r in history.rows).encode())
             shutil.rmtree(folder, ignore_errors=True)
+            marks.append((f"epoch{epoch + 1}_saved", time.time()))
 
     callbacks = [history, stopping, ChiefCheckpoints()]  # the checkpoint holds this epoch's stopping state
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
+    marks.append(("fit", time.time()))
     started = time.monotonic()
     model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
               validation_data=validation, validation_steps=validation_batches, callbacks=callbacks, verbose=0)
     # every attempt's epochs, so a resumed run reports its whole training time
     train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
+    marks.append(("fit_end", time.time()))
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
+    marks.append(("evaluated", time.time()))
 
     final = os.path.join(scratch, "final_model.keras")
     model.save(final)
@@ -269,7 +280,9 @@ def train_fn(config: dict):
     evidence = {"worker": worker, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "train_files": train_fetched,
                 "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
                 "fetched": dict(input_pipeline.FETCHES), "records_read": dict(input_pipeline.READS)}
+    marks.append(("saved", time.time()))
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
+    marks.append(("gathered", time.time()))
     if not chief:
         shutil.rmtree(local, ignore_errors=True)
         return None
@@ -284,6 +297,7 @@ def train_fn(config: dict):
         "steady_images_per_second": steady_rate(history.rows),
         "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
         **resume.summary(attempts),
+        "marks": marks,
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
@@ -426,6 +440,7 @@ def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -
 def run(args) -> dict:
     from spark_tensorflow_distributor import MirroredStrategyRunner
 
+    driver_started = time.time()
     run_id = args.resume or args.run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
     runs = open_storage(args.runs)
     run_dir = runs.join(args.runs, run_id)
@@ -474,9 +489,13 @@ def run(args) -> dict:
                                     daemon=True)
         follower.start()
         started = time.monotonic()
+        submitted = time.time()
         metrics = run_with_retries(app, args, lambda: MirroredStrategyRunner(
             num_slots=args.slots, use_gpu=False).run(train_fn, config=config))
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+        # when each phase of the run began, in seconds from the driver's start: where start-up goes
+        metrics["timeline"] = [[name, round(at - driver_started, 1)] for name, at in
+                               [("submitted", submitted), *metrics.pop("marks"), ("returned", time.time())]]
         metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(app.sc)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())

@@ -38,3 +38,35 @@ def test_a_short_epoch_reads_and_caches_only_its_records_and_repeats_them(tmp_pa
                                           records=4)
     seen = [int(label) for _, labels in dataset.take(6) for label in labels.numpy()]  # three epochs of 2 steps
     assert sorted(set(seen)) == [0, 1, 2, 3] and len(seen) == 12  # the same 4 records, from the cache
+
+
+def test_training_and_testing_run_the_layers_without_autograph_rewriting_them():
+    import tensorflow as tf
+    from tensorflow.python.autograph.core import ag_ctx
+
+    model = build_model()
+    seen = []
+    first_layer_call = model.layers[0].call
+
+    def recording_call(*args, **kwargs):
+        seen.append(ag_ctx.control_status_ctx().status)
+        return first_layer_call(*args, **kwargs)
+
+    model.layers[0].call = recording_call
+    data = tf.data.Dataset.from_tensor_slices((np.zeros((4, 32, 32, 3), np.float32), np.arange(4))).batch(2)
+    model.fit(data, epochs=1, verbose=0)
+    model.evaluate(data, verbose=0)
+    assert seen and all(status == ag_ctx.Status.DISABLED for status in seen)
+
+
+def test_the_per_device_datasets_of_a_distributed_pipeline_do_not_autotune(monkeypatch):
+    import tensorflow as tf
+    from tensorflow.python.data.ops import multi_device_iterator_ops
+
+    monkeypatch.setattr(multi_device_iterator_ops, "_create_device_dataset",
+                        lambda *args, **kwargs: tf.data.Dataset.range(3).prefetch(1))
+    input_pipeline.without_device_autotune()
+    input_pipeline.without_device_autotune()  # a second call wraps nothing again
+    device_dataset = multi_device_iterator_ops._create_device_dataset(None, 0, 1, False)
+    assert device_dataset.options().autotune.enabled is False
+    assert list(device_dataset.as_numpy_iterator()) == [0, 1, 2]

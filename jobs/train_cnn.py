@@ -174,6 +174,7 @@ def train_fn(config: dict):
 
     from jobs import input_pipeline
     from jobs.cnn import build_model
+    from jobs.epoch_metrics import sync_metrics_once_per_epoch
 
     marks = [("train_fn", time.time())]
     context = BarrierTaskContext.get()
@@ -261,7 +262,8 @@ def train_fn(config: dict):
             shutil.rmtree(folder, ignore_errors=True)
             marks.append((f"epoch{epoch + 1}_saved", time.time()))
 
-    callbacks = [history, stopping, ChiefCheckpoints()]  # the checkpoint holds this epoch's stopping state
+    # the workers' summed metrics first, so the others see them; the checkpoint holds this epoch's stopping state
+    callbacks = [sync_metrics_once_per_epoch(model), history, stopping, ChiefCheckpoints()]
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     marks.append(("fit", time.time()))

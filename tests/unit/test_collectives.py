@@ -1,0 +1,56 @@
+"""The collectives of a training step under MultiWorkerMirroredStrategy, on two local processes."""
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("mwms_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict:
+    """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes."""
+    ports = ",".join(map(str, free_ports(2)))
+    workers = [subprocess.Popen([sys.executable, str(WORKER), str(index), ports], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}) for index in range(2)]
+    outputs = []
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=240)
+            assert worker.returncode == 0, err[-2000:]
+            outputs.append(json.loads(out.strip().splitlines()[-1]))
+    except subprocess.TimeoutExpired:
+        raise AssertionError("a MultiWorkerMirroredStrategy worker did not finish within 240s") from None
+    finally:
+        for worker in workers:
+            worker.kill()
+    return {mode: [output[mode] for output in outputs] for mode in ("keras", "synced")}
+
+
+def test_a_training_step_runs_one_collective_the_gradients_all_reduce(runs):
+    assert [w["train_step"] for w in runs["keras"]] == [7, 7]  # what Keras alone does: metric syncs every step
+    assert [w["train_step"] for w in runs["synced"]] == [1, 1]
+    assert [w["test_step"] for w in runs["synced"]] == [1, 1]  # the iterator's end-of-data check
+
+
+def test_every_worker_reports_the_same_global_figures_as_keras_per_step_syncs(runs):
+    keras_logs, synced = runs["keras"][0], runs["synced"]
+    assert synced[0]["history"] == synced[1]["history"] and synced[0]["test"] == synced[1]["test"]
+    for key, values in keras_logs["history"].items():
+        assert synced[0]["history"][key] == pytest.approx(values, rel=1e-5), key
+    assert synced[0]["test"] == pytest.approx(keras_logs["test"], rel=1e-5)

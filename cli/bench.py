@@ -9,62 +9,18 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from cli.execution import open_backend
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
-from cluster.lifecycle import PROJECT_LABEL
+from cli.spread import ratio_markdown, ratio_table
 
 CEILING_STEPS = 1000
 
 
-class ResourceSampler:
-    """CPU % and memory of every container of the project, from the Docker API's stats stream."""
-
-    def __init__(self, client, project: str):
-        self.client, self.project = client, project
-        self.samples: dict[str, list[tuple[float, float]]] = {}
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.watched: set[str] = set()
-
-    def _follow(self, container) -> None:
-        try:
-            for stats in container.stats(stream=True, decode=True):
-                if self.stop.is_set():
-                    return
-                cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
-                cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
-                system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-                cpus = cpu.get("online_cpus") or 1
-                percent = 100.0 * cpu_delta / system_delta * cpus if system_delta > 0 and cpu_delta >= 0 else 0.0
-                memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
-                self.samples.setdefault(container.name, []).append((percent, memory))
-        except Exception:  # the container went away (a finished client): its samples stay
-            return
-
-    def _discover(self) -> None:
-        while not self.stop.wait(2):
-            for container in self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
-                if container.name not in self.watched:
-                    self.watched.add(container.name)
-                    thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
-                    thread.start()
-                    self.threads.append(thread)
-
-    def __enter__(self):
-        threading.Thread(target=self._discover, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-
-    def summary(self) -> dict:
-        out = {}
-        for name, rows in sorted(self.samples.items()):
-            busy = [cpu for cpu, _ in rows[1:]] or [0.0]
-            out[name.removeprefix(f"{self.project}-")] = {
-                "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
-                "samples": len(rows)}
-        return out
+def median_run(runs: list[dict]) -> dict:
+    """The run whose rate is the median (the lower middle one of an even count)."""
+    ordered = sorted(runs, key=lambda run: run["steady_images_per_second"] or 0)
+    return ordered[(len(ordered) - 1) // 2]
 
 
 def epoch_seconds(history: list[dict]) -> str:
@@ -95,8 +51,8 @@ def with_steal(run) -> dict:
 
 
 def report_markdown(results: dict) -> str:
-    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs | s per epoch (all / training) "
-             "| images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
+    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs "
+             "| s per epoch (all / training) | images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in results["configurations"]:
         lines.append(f"| {row['label']} | {row['test_accuracy']:.4f} | {row['test_loss']:.4f} | {row['train_seconds']} "
@@ -110,6 +66,7 @@ def report_markdown(results: dict) -> str:
     text = "\n".join(lines) + "\n"
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
+    text += ratio_markdown(results.get("ratios", {}))
     ceiling = results["baselines"].get("ceiling")
     if ceiling:
         widest = max(results["configurations"], key=lambda row: row["slots"])
@@ -205,22 +162,23 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
     "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
                  "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
     "mllib_iterations": "MLlib's maxIter", "out": "results folder",
+    "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
+               "range over them (default bench.repeats)",
     "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
     "project": "cluster name prefix"})
-def bench(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, validation_records=None,
-          baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, embedded=False, master=None, hdfs=None,
-          project=None):
+def bench(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
+          validation_records=None, baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, repeats=None,
+          embedded=False, master=None, hdfs=None, project=None):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
-    from cli.backends import open_backend
-
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
     return bench_with(c, backend, slots, epochs, recipe, cores_per_slot, steps_per_epoch, baselines,
-                      mllib_iterations, out, validation_records)
+                      mllib_iterations, out, validation_records, repeats)
 
 
 def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, validation_records=None) -> dict:
+               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, validation_records=None,
+               repeats=None) -> dict:
     settings = c.config.bench
     counts = [int(s) for s in str(slots or settings.slots).split(",") if s.strip()]
     cores = int(cores_per_slot or settings.cores_per_slot)
@@ -236,42 +194,57 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
         print(f"kit: warning: {warning}", file=sys.stderr)
     common = ["--epochs", str(epochs)] + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []) + \
              (["--validation-records", str(validation_records)] if validation_records else [])
-    configurations = []
-    for count in counts:
-        print(f"kit: bench: {count} slot(s) x {cores} core(s)", file=sys.stderr, flush=True)
-        with backend.sampler() as sampler, StealMeter() as steal:
-            result = backend.run("train_cnn", [
-                "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
-                "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", f"bench-{stamp}-{count}x{cores}",
-                "--batch-per-worker", str(c.config.train.batch_per_worker), *retry_args(c), *common])
-        metrics = backend.read_json(result["run_dir"] + "/metrics.json")
-        configurations.append({**metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
-                               "startup_seconds": result["startup_seconds"], "resources": sampler.summary(),
-                               "host_steal_percent": steal.percent})
+    wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
+    unknown = set(wanted) - {"plain", "ceiling", "mllib"}
+    if unknown:
+        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
+    repeats = int(settings.repeats if repeats is None else repeats)
+    if repeats < 1:
+        raise Exit(f"kit: --repeats {repeats}: give 1 or more rounds")
+    widest = max(counts, default=1)
+    measured: dict = {}  # configuration (slot count, "plain", "ceiling") -> its run in each round
+    rounds = []
+    for index in range(repeats):
+        # every configuration once per round, so a ratio compares runs minutes apart
+        suffix = f" (round {index + 1} of {repeats})" if repeats > 1 else ""
+        for count in counts:
+            print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
+            run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
+            with backend.sampler() as sampler, StealMeter() as steal:
+                result = backend.run("train_cnn", [
+                    "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
+                    "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", run_id,
+                    "--batch-per-worker", str(c.config.train.batch_per_worker), *retry_args(c), *common])
+            metrics = backend.read_json(result["run_dir"] + "/metrics.json")
+            measured.setdefault(count, []).append({
+                **metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
+                "startup_seconds": result["startup_seconds"], "resources": sampler.summary(),
+                "host_steal_percent": steal.percent})
+        if "plain" in wanted:
+            print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
+            measured.setdefault("plain", []).append(with_steal(lambda: backend.run("train_plain", [
+                "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+                *common], plain=True, cpus=cores)))
+        if "ceiling" in wanted and widest > 1 and widest * cores <= available:
+            print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once{suffix}", file=sys.stderr,
+                  flush=True)
+            measured.setdefault("ceiling", []).append(with_steal(
+                lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))))
+        rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
+    # the table shows each configuration's median run; the ratios come from the rounds
+    configurations = [{**median_run(measured[count]), "rates": [r["steady_images_per_second"] for r in measured[count]]}
+                      for count in counts]
     base = next((row for row in configurations if row["slots"] == 1), None)
     for row in configurations:
         if base and base["steady_images_per_second"]:
             row["speed_up"] = round(row["steady_images_per_second"] / base["steady_images_per_second"], 3)
             row["efficiency"] = round(row["speed_up"] / row["slots"], 3)
-    baseline_results = {}
-    wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
-    unknown = set(wanted) - {"plain", "ceiling", "mllib"}
-    if unknown:
-        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
-    if "plain" in wanted:
-        print(f"kit: bench: baseline plain tf-keras on {cores} core(s)", file=sys.stderr, flush=True)
-        baseline_results["plain"] = with_steal(lambda: backend.run("train_plain", [
-            "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
-            *common], plain=True, cpus=cores))
-    widest = max(counts, default=1)
-    if "ceiling" in wanted and widest > 1 and widest * cores <= available:
-        print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once", file=sys.stderr, flush=True)
-        baseline_results["ceiling"] = with_steal(
-            lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
+    baseline_results = {name: median_run(measured[name]) for name in ("plain", "ceiling") if name in measured}
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
         baseline_results["mllib"] = backend.run("train_mllib", [
             "--data", backend.data_url, "--max-iter", str(mllib_iterations)])
+    ratios = ratio_table(rounds)
     for label, percent in steal_readings(configurations, baseline_results):
         warning = steal_warning(label, percent)
         if warning:
@@ -279,15 +252,10 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
             print(f"kit: warning: {warning}", file=sys.stderr)
     synthetic = (Path(c.config.data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
     results = {"created": stamp, "backend": backend.name, "host_cores": available, "recipe": recipe, "epochs": epochs,
-               "synthetic": synthetic,
+               "synthetic": synthetic, "repeats": repeats, "rounds": rounds, "ratios": ratios,
                "configurations": configurations, "baselines": baseline_results, "warnings": warnings,
-               "kit_vs_plain": (round(base["steady_images_per_second"]
-                                      / baseline_results["plain"]["steady_images_per_second"], 3)
-                                if base and "plain" in baseline_results else None)}
-    ceiling = baseline_results.get("ceiling")
-    if ceiling and configurations:
-        widest = max(configurations, key=lambda row: row["slots"])
-        results["widest_vs_ceiling"] = round(widest["steady_images_per_second"] / ceiling["steady_images_per_second"], 3)
+               "kit_vs_plain": ratios.get("kit_vs_plain", {}).get("median"),
+               "widest_vs_ceiling": ratios.get("widest_vs_ceiling", {}).get("median")}
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     markdown = report_markdown(results)
     (out_dir / "report.md").write_text(markdown)

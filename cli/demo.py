@@ -48,9 +48,9 @@ class PhaseClock:
 
 
 def choose_backend(c, project, embedded: bool, phases: PhaseClock):
-    from cli.backends import ClusterBackend, embedded_backend
     from cli.cluster import bring_up, open_cluster
     from cli.engine import ensure_engine
+    from cli.execution import ClusterBackend, embedded_backend
     from cli.images import ensure_images
 
     if not embedded:

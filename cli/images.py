@@ -8,8 +8,7 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import LiveLine, say
-from images.build import (BuildError, build_image, image_specs, image_state, resolve_ca_bundle,
-                          resolve_debian_base)
+from images.build import BuildError, build_image, image_specs, image_state, resolve_ca_bundle, resolve_debian_base
 
 
 def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
@@ -57,7 +56,8 @@ def ensure_images(c, client) -> None:
                 "since): './kit images.build' rebuilds it; using it as it is")
 
 
-@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds: a path, 'auto' (the host's) or '' (default: images.extra_ca_bundle)"})
+@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds: a path, 'auto' (the host's) or '' "
+                               "(default: images.extra_ca_bundle)"})
 def build(c, extra_ca_bundle=None):
     """Build the base, hadoop and spark images; unchanged layers come from the cache."""
     timings = build_all(c, extra_ca_bundle)

@@ -9,60 +9,13 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from cli.cluster import PROJECT_DIR
 from cli.data import default_dataset, ensure_dataset
-from cli.progress import JobOutput, say
-from cli.settings import cluster_shape
-from cluster.lifecycle import DRIVER, ClusterError, diagnose, space_problem
-from jobs import result as result_line
-
-def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None,
-            report=None, log: Path | None = None) -> dict:
-    """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
-
-    report: a status() the caller has just read, so the cluster is not asked twice.
-    log: a file for the job's whole output (the terminal is spared TensorFlow's noise)."""
-    problem = diagnose(report or cluster.status())
-    if problem:
-        raise Exit(f"kit: {problem}")
-    launcher = ["python"] if plain else ["spark-submit", DRIVER]
-    command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
-    output = JobOutput(log)
-    try:
-        code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
-    except ClusterError as error:
-        raise Exit(f"kit: {error}") from error
-    except KeyboardInterrupt:
-        raise JobInterrupted(job) from None
-    finally:
-        output.close()
-    return job_result(job, code, output)
-
-
-class JobInterrupted(Exit):
-    """Ctrl-C: the job was stopped with SIGTERM and ran its clean-up; the task says what was kept."""
-
-    def __init__(self, job: str, kept: str = "nothing half-written is left behind"):
-        self.job = job
-        super().__init__(f"kit: jobs/{job}.py interrupted: it was stopped and ran its clean-up; {kept}", code=130)
-
-
-def job_result(job: str, code: int, output: JobOutput) -> dict:
-    if code:
-        raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above{output.where()}", code=code)
-    result = result_line.find(output.lines)
-    if result is None:
-        raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above{output.where()}")
-    return result
-
+from cli.execution import JobInterrupted, open_backend
+from cli.progress import say
+from cluster.lifecycle import diagnose, space_problem
 
 EXISTING_HELP = {"master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
                  "hdfs": "that cluster's HDFS, e.g. hdfs://namenode.example:8020 (with --master)"}
-
-
-def hdfs_url(c, project=None) -> str:
-    """Derived from the settings alone: no engine call, so tasks may ask for it freely."""
-    return cluster_shape(c, project).default_fs + c.config.data.hdfs_root
 
 
 @task(help={"synthetic": "no dataset yet? generate the synthetic stand-in (see data.fetch)",
@@ -75,8 +28,6 @@ def hdfs_url(c, project=None) -> str:
 def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=False, master=None, hdfs=None,
           project=None):
     """Fetch CIFAR-10 if needed, then stage it into HDFS as TFRecord shards with a manifest."""
-    from cli.backends import open_backend
-
     folder = ensure_dataset(c, from_=from_, synthetic=synthetic)
     stage_with(c, open_backend(c, project, embedded, master, hdfs), folder, shards, force)
 
@@ -134,8 +85,6 @@ def already_staged(backend, folder: Path, shards: int) -> dict | None:
             "project": "cluster name prefix"})
 def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, project=None):
     """Label, brightness, contrast and pixel-range statistics of the staged data, with figures."""
-    from cli.backends import open_backend
-
     eda_with(c, open_backend(c, project, embedded, master, hdfs), fraction, out)
 
 
@@ -159,10 +108,6 @@ def retry_args(c, attempts=None) -> list[str]:
     return ["--attempts", str(attempts or c.config.train.attempts), "--recovery-wait", str(c.config.train.recovery_wait)]
 
 
-def runs_url(c, project=None) -> str:
-    return cluster_shape(c, project).default_fs + c.config.train.hdfs_runs
-
-
 @task(help={"slots": "barrier tasks (workers)", "epochs": "most epochs (early stopping may end sooner)",
             "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
             "cores_per_slot": "executor cores and TensorFlow threads per worker",
@@ -174,8 +119,6 @@ def runs_url(c, project=None) -> str:
 def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
           resume=None, attempts=None, embedded=False, master=None, hdfs=None, project=None):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
-    from cli.backends import open_backend
-
     settings = c.config.train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)

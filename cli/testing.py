@@ -14,12 +14,18 @@ from cli.images import build_all
 
 @task(help={"unit": "unit tests only: no Docker engine or images needed"})
 def test(c, unit=False):
-    """Run the tests: unit first, then the integration tests on a real containerised cluster.
+    """Run the tests: lint (ruff), unit tests, then the integration tests on a real containerised cluster.
 
     Makes sure a Docker engine answers and the images are built (cached), then runs pytest.
     Extra pytest arguments: test.pytest_args, or after `--` (./kit test -- -k hdfs).
     """
     phases = {}
+    started = time.monotonic()
+    lint = c.run(shlex.join([sys.executable, "-m", "ruff", "check", "--no-cache", "."]), warn=True, pty=False)
+    if lint.exited:
+        raise Exit("kit: lint failed: fix what ruff names above ('.venv/bin/ruff check --fix .' sorts imports)",
+                   code=lint.exited)
+    phases["lint"] = time.monotonic() - started
     pytest_args = shlex.split(c.config.test.pytest_args or "") + args_after_double_dash()
     if unit:
         pytest_args = ["-m", "not integration", *pytest_args]

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse

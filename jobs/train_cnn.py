@@ -291,7 +291,8 @@ def train_fn(config: dict):
 
     metrics = {
         "run_id": config["run_id"], "slots": workers, "cores_per_slot": config["cores_per_slot"],
-        "recipe": config["recipe"], "seed": config["seed"], "batch_per_worker": config["batch_per_worker"],
+        "recipe": config["recipe"], "seed": config["seed"],
+        "batch_per_worker": config["batch_per_worker"],
         "global_batch": global_batch, "learning_rate": learning_rate, "steps_per_epoch": config["steps_per_epoch"],
         "epochs_run": len(history.rows), "history": history.rows,
         "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
@@ -476,7 +477,8 @@ def run(args) -> dict:
             "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
             "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
-            "driver": uuid.uuid4().hex[:8], "validation_records": args.validation_records, "test_records": manifest["splits"]["test"]["records"],
+            "driver": uuid.uuid4().hex[:8], "validation_records": args.validation_records,
+            "test_records": manifest["splits"]["test"]["records"],
             "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},

@@ -75,8 +75,9 @@ def run(args) -> dict:
               validation_steps=validation_batches,
               verbose=0,
               # the kit's step, so the comparison is of the framework only (one worker: nothing to sum)
-              callbacks=[sync_metrics_once_per_epoch(model), history, keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
-                                                                 restore_best_weights=True)])
+              callbacks=[sync_metrics_once_per_epoch(model), history,
+                         keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                                       restore_best_weights=True)])
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
     return {"threads": args.threads, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(),

@@ -16,3 +16,18 @@ def test_a_tiny_bench_writes_its_results_report_and_curves(bench_runs):
     report = (out / "report.md").read_text()
     assert "| 2 slot(s) x 2 core(s) |" in report and "baseline plain" in report
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_range(bench_runs):
+    results, output = bench_runs["results"], bench_runs["output"]
+    assert results["repeats"] == 2 and len(results["rounds"]) == 2
+    assert all(set(rates) == {1, 2, "plain"} or set(rates) == {"1", "2", "plain"} for rates in results["rounds"])
+    order = [line.split("kit: bench: ", 1)[1] for line in output.splitlines() if line.startswith("kit: bench: ")]
+    assert order == ["1 slot(s) x 2 core(s) (round 1 of 2)", "2 slot(s) x 2 core(s) (round 1 of 2)",
+                     "baseline plain tf-keras on 2 core(s) (round 1 of 2)", "1 slot(s) x 2 core(s) (round 2 of 2)",
+                     "2 slot(s) x 2 core(s) (round 2 of 2)", "baseline plain tf-keras on 2 core(s) (round 2 of 2)"]
+    assert all(len(row["rates"]) == 2 for row in results["configurations"])
+    efficiency = results["ratios"]["efficiency"]
+    assert efficiency["rounds"] == 2 and efficiency["low"] <= efficiency["median"] <= efficiency["high"]
+    assert efficiency["verdict"].startswith("not settled (2 round(s)")
+    assert "Ratios over 2 interleaved round(s)" in (bench_runs["out"] / "report.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 
 from cluster.lifecycle import DRIVER
 from cluster.readiness import wait_healthy
-from tests.integration.conftest import result_of, run_in_client
+from tests.integration.support import result_of, run_in_client
 
 JOBS = "/opt/dlkit/tests/integration/jobs"
 

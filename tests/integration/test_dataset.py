@@ -5,7 +5,8 @@ import json
 import shutil
 
 from jobs.cifar import FOLDER, RECORD_BYTES
-from tests.integration.conftest import SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, readable, result_of, run_job
+from tests.integration.support import SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, readable, result_of, run_job
+
 
 def test_staging_writes_every_record_into_the_requested_shards(staged):
     assert staged["up_to_date"] is False

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from cluster.lifecycle import Cluster
-from tests.integration.conftest import ROOT, kit_context, readable, unique_project
 from cli.settings import cluster_shape
+from cluster.lifecycle import Cluster
+from tests.integration.support import ROOT, kit_context, readable, unique_project
 
 DEMO_TIMEOUT = 1500
 

@@ -14,15 +14,24 @@ import time
 import pytest
 
 from cluster.lifecycle import DRIVER
-from tests.integration.conftest import (ROOT, JOB_TIMEOUT, SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, result_of,
-                                        run_job)
+from tests.integration.support import (
+    JOB_TIMEOUT,
+    ROOT,
+    SHARDS,
+    SOURCE,
+    TEST_RECORDS,
+    TRAIN_PER_BATCH,
+    result_of,
+    run_job,
+)
 
 TRAIN = "/opt/dlkit/jobs/train_cnn.py"
 KILL_EXECUTORS = ("import os, signal\n"  # every executor JVM of the worker, not this script itself
                   "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
                   "    try:\n"
                   "        command = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
-                  "        if command[0].endswith(b'/java') and any(b'CoarseGrainedExecutorBackend' in part for part in command):\n"
+                  "        executor = any(b'CoarseGrainedExecutorBackend' in part for part in command)\n"
+                  "        if command[0].endswith(b'/java') and executor:\n"
                   "            os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n"
                   "    except OSError:\n"
                   "        pass\n")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.integration.conftest import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job
+from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job
 
 TRAIN = "/opt/dlkit/jobs/train_cnn.py"
 

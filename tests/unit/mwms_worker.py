@@ -23,6 +23,7 @@ import tf_keras as keras  # noqa: E402
 from jobs.cnn import build_model  # noqa: E402
 from jobs.epoch_metrics import sync_metrics_once_per_epoch  # noqa: E402
 
+
 def collectives(function) -> int:
     """The most collective ops in one traced step (a graph and the functions it calls)."""
     counts = []

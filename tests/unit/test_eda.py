@@ -6,7 +6,7 @@ from jobs.tfrecord import encode_example, tfrecord_bytes
 
 def write_shard(folder, name, labels, value):
     images = [np.full((32, 32, 3), value, np.uint8) for _ in labels]
-    (folder / name).write_bytes(tfrecord_bytes(encode_example(i, l) for i, l in zip(images, labels)))
+    (folder / name).write_bytes(tfrecord_bytes(encode_example(image, label) for image, label in zip(images, labels)))
 
 
 def test_statistics_from_shards_are_exact_and_merge_adds_them(tmp_path):

@@ -5,8 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from images.build import (BuildError, build_context, certificate_hint, image_specs, output_lines,
-                          requirement_pins, split_pem_bundle)
+from images.build import (
+    BuildError,
+    build_context,
+    certificate_hint,
+    image_specs,
+    output_lines,
+    requirement_pins,
+    split_pem_bundle,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CERT = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----"

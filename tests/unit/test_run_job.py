@@ -1,10 +1,10 @@
-"""cli.pipeline.run_job against a small fake cluster: one status read, clear refusals."""
+"""cli.execution.run_job against a small fake cluster: one status read, clear refusals."""
 import json
 
 import pytest
 from invoke import Exit
 
-from cli.pipeline import run_job
+from cli.execution import run_job
 from jobs import result as result_line
 
 

@@ -1,8 +1,15 @@
 import pytest
 
 from jobs.cifar import FOLDER, RECORD_BYTES
-from jobs.stage_cifar import (StagingError, explode_file, find_inputs, first_indices, record_error_in, shard_partition,
-                               upload_raw_files)
+from jobs.stage_cifar import (
+    StagingError,
+    explode_file,
+    find_inputs,
+    first_indices,
+    record_error_in,
+    shard_partition,
+    upload_raw_files,
+)
 from jobs.storage import LocalStorage
 from jobs.synthetic_cifar import write_dataset
 

@@ -10,7 +10,8 @@ from jobs.storage import open_storage
 run_dir, data = sys.argv[1], sys.argv[2]
 storage = open_storage(run_dir)
 import tf_keras as keras  # noqa: E402
-from jobs.result import emit
+
+from jobs.result import emit  # noqa: E402
 
 local = os.path.join(tempfile.mkdtemp(), "final_model.keras")
 with open(local, "wb") as handle:

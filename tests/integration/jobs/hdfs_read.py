@@ -3,6 +3,7 @@ import hashlib
 import sys
 
 from hdfs_native import Client
+
 from jobs.result import emit
 
 with Client().read(sys.argv[1]) as reader:

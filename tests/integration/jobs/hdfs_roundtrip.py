@@ -4,6 +4,7 @@ import random
 import sys
 
 from hdfs_native import Client, WriteOptions
+
 from jobs.result import emit
 
 path, size, replication = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

@@ -4,6 +4,7 @@ import urllib.request
 
 from pyspark import BarrierTaskContext
 from pyspark.sql import SparkSession
+
 from jobs.result import emit
 
 

@@ -5,9 +5,9 @@ import sys
 import numpy as np
 
 from jobs.cifar import TEST_FILES, TRAIN_FILES, parse_records
+from jobs.result import emit
 from jobs.storage import open_storage
 from jobs.tfrecord import decode_example, read_tfrecord_bytes
-from jobs.result import emit
 
 data_root, source = sys.argv[1], sys.argv[2]
 storage = open_storage(data_root)

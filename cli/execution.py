@@ -1,4 +1,5 @@
-"""Where the job modules run: the containerised cluster, or Spark's embedded local-cluster.
+"""How the tasks run a job and get its result, and where: the containerised cluster, or Spark's
+embedded local-cluster. Below the task modules: they import this, never the other way.
 
 The jobs take their master and storage root as arguments, so the tasks only choose a backend:
 - ClusterBackend: a client container on the cluster network, HDFS storage, Docker stats;
@@ -13,14 +14,118 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from invoke import Exit
 
 from cli.cluster import PROJECT_DIR, ready_cluster
-from cli.pipeline import JobInterrupted, hdfs_url, job_result, run_job, runs_url
-from cluster.lifecycle import STOP_SECONDS
 from cli.progress import JobOutput, job_log
+from cli.settings import cluster_shape
+from cluster.lifecycle import DRIVER, PROJECT_LABEL, STOP_SECONDS, ClusterError, diagnose, host_cpus
+from jobs import result as result_line
+
+
+def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None,
+            report=None, log: Path | None = None) -> dict:
+    """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
+
+    report: a status() the caller has just read, so the cluster is not asked twice.
+    log: a file for the job's whole output (the terminal is spared TensorFlow's noise)."""
+    problem = diagnose(report or cluster.status())
+    if problem:
+        raise Exit(f"kit: {problem}")
+    launcher = ["python"] if plain else ["spark-submit", DRIVER]
+    command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
+    output = JobOutput(log)
+    try:
+        code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
+    except ClusterError as error:
+        raise Exit(f"kit: {error}") from error
+    except KeyboardInterrupt:
+        raise JobInterrupted(job) from None
+    finally:
+        output.close()
+    return job_result(job, code, output)
+
+
+class JobInterrupted(Exit):
+    """Ctrl-C: the job was stopped with SIGTERM and ran its clean-up; the task says what was kept."""
+
+    def __init__(self, job: str, kept: str = "nothing half-written is left behind"):
+        self.job = job
+        super().__init__(f"kit: jobs/{job}.py interrupted: it was stopped and ran its clean-up; {kept}", code=130)
+
+
+def job_result(job: str, code: int, output: JobOutput) -> dict:
+    if code:
+        raise Exit(f"kit: jobs/{job}.py failed (exit code {code}); its messages are above{output.where()}", code=code)
+    result = result_line.find(output.lines)
+    if result is None:
+        raise Exit(f"kit: jobs/{job}.py ended without a result line; its messages are above{output.where()}")
+    return result
+
+
+def hdfs_url(c, project=None) -> str:
+    """Derived from the settings alone: no engine call, so tasks may ask for it freely."""
+    return cluster_shape(c, project).default_fs + c.config.data.hdfs_root
+
+
+def runs_url(c, project=None) -> str:
+    return cluster_shape(c, project).default_fs + c.config.train.hdfs_runs
+
+
+
+class ResourceSampler:
+    """CPU % and memory of every container of the project, from the Docker API's stats stream."""
+
+    def __init__(self, client, project: str):
+        self.client, self.project = client, project
+        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.watched: set[str] = set()
+
+    def _follow(self, container) -> None:
+        try:
+            for stats in container.stats(stream=True, decode=True):
+                if self.stop.is_set():
+                    return
+                cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
+                cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
+                system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+                cpus = cpu.get("online_cpus") or 1
+                percent = 100.0 * cpu_delta / system_delta * cpus if system_delta > 0 and cpu_delta >= 0 else 0.0
+                memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
+                self.samples.setdefault(container.name, []).append((percent, memory))
+        except Exception:  # the container went away (a finished client): its samples stay
+            return
+
+    def _discover(self) -> None:
+        while not self.stop.wait(2):
+            for container in self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+                if container.name not in self.watched:
+                    self.watched.add(container.name)
+                    thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
+                    thread.start()
+                    self.threads.append(thread)
+
+    def __enter__(self):
+        threading.Thread(target=self._discover, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+
+    def summary(self) -> dict:
+        out = {}
+        for name, rows in sorted(self.samples.items()):
+            busy = [cpu for cpu, _ in rows[1:]] or [0.0]
+            out[name.removeprefix(f"{self.project}-")] = {
+                "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
+                "samples": len(rows)}
+        return out
+
 
 EMBEDDED_MASTER = "local-cluster[2,2,2048]"  # two executors of 2 cores and 2 GB, as the containerised worker
 DATA_MOUNT = "/opt/dlkit-data"
@@ -52,13 +157,9 @@ class ClusterBackend:
         return None if found is None else json.loads(found)
 
     def host_cores(self) -> int:
-        from cluster.lifecycle import host_cpus
-
         return host_cpus(self.cluster.client)
 
     def sampler(self):
-        from cli.bench import ResourceSampler
-
         return ResourceSampler(self.cluster.client, self.cluster.shape.project)
 
 

@@ -1,0 +1,140 @@
+"""Helpers of the integration tests: cluster shapes, client containers, job runs, result lines.
+
+The fixtures that use them are in conftest.py; test modules import these from here.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import re
+import uuid
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+from invoke import Config, Context
+
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper image cannot be pulled here
+
+from testcontainers.core.container import DockerContainer  # noqa: E402
+
+from cli.settings import cluster_shape  # noqa: E402
+from cluster.lifecycle import DRIVER, PROJECT_LABEL, Cluster  # noqa: E402
+from jobs import result as result_line  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kit_context() -> Context:
+    config = Config(project_location=str(ROOT))
+    config.load_project()
+    config.load_shell_env()
+    return Context(config)
+
+
+def unique_project(kind: str = "") -> str:
+    """dlkit-test-[kind-]<pid>-<hex>: the pid tells a crashed run's leftovers from a live run's cluster."""
+    return f"dlkit-test-{kind + '-' if kind else ''}{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def remove_leftover_test_clusters(client) -> None:
+    """Clusters of earlier test runs whose pytest is gone (killed, crashed) are removed first."""
+    projects = set()
+    for listing in (client.containers.list(all=True, filters={"label": PROJECT_LABEL}),
+                    client.networks.list(filters={"label": PROJECT_LABEL}),
+                    client.volumes.list(filters={"label": PROJECT_LABEL})):
+        for item in listing:
+            labels = item.labels if hasattr(item, "labels") else (item.attrs.get("Labels") or {})
+            projects.add(labels.get(PROJECT_LABEL, ""))
+    for project in sorted(projects):
+        match = re.fullmatch(r"dlkit-test-(?:[a-z]+-)?(\d+)-[0-9a-f]+", project)
+        if match and not pid_alive(int(match[1])):
+            print(f"removing the leftover test cluster {project}")
+            Cluster(dataclasses.replace(shape_for_tests(), project=project), client).down(volumes=True,
+                                                                                   say=lambda line: None)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def shape_for_tests(**changes):
+    shape = cluster_shape(kit_context(), project=unique_project())
+    return dataclasses.replace(shape, namenode_ui_port=0, spark_master_ui_port=0,
+                               spark_worker_ui_port=0, spark_history_ui_port=0, **changes)
+
+
+@contextlib.contextmanager
+def running_cluster(client, **changes):
+    cluster = Cluster(shape_for_tests(**changes), client)
+    for image in (cluster.shape.hadoop_image, cluster.shape.spark_image):
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            pytest.fail(f"image {image} is missing: run './kit images.build' (./kit test does)", pytrace=False)
+    try:
+        cluster.up(say=lambda line: print(f"[{cluster.shape.project}] {line}"))
+        yield cluster
+    finally:
+        cluster.down(volumes=True, say=lambda line: None)
+
+
+def client_container(cluster: Cluster, command: list[str]) -> DockerContainer:
+    """A testcontainers container with the kit's client settings, on the cluster's network."""
+    spec = cluster.client_kwargs(command, ROOT)
+    container = DockerContainer(spec["image"]).with_command(command).with_name(spec["name"])
+    for key, value in spec["environment"].items():
+        container.with_env(key, value)
+    for host_path, mount in spec.get("volumes", {}).items():
+        container.with_volume_mapping(host_path, mount["bind"], mount["mode"])
+    return container.with_kwargs(**{key: spec[key] for key in
+                                    ("hostname", "labels", "network", "nano_cpus", "mem_limit", "working_dir")})
+
+
+def run_in_client(cluster: Cluster, command: list[str], timeout: float = 300) -> str:
+    """Run a command in a client container to completion; its output, or a failure with it."""
+    with client_container(cluster, command) as container:
+        wrapped = container.get_wrapped_container()
+        code = wrapped.wait(timeout=timeout)["StatusCode"]
+        output = wrapped.logs().decode(errors="replace")
+    assert code == 0, f"{command} exited with {code}:\n{output[-4000:]}"
+    return output
+
+
+def result_of(output: str) -> dict:
+    found = result_line.find(output.splitlines())
+    assert found is not None, f"no RESULT line in:\n{output[-3000:]}"
+    return found
+
+
+SOURCE = "/opt/dlkit-data"
+JOB_TIMEOUT = 900  # a stuck job fails its test with its output instead of stalling the whole run
+TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
+
+
+def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
+    lines = []
+    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT, out=lines.append,
+                              mounts={str(source): SOURCE}, collect=collect, timeout=JOB_TIMEOUT)
+    return code, "\n".join(lines)
+
+
+def readable(path):
+    """pytest's temporary folders are private to root; the containers' user must read them."""
+    for item in [path, *path.rglob("*")]:
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    for parent in path.parents:
+        if parent.name.startswith("pytest-"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o055)
+    return path
+
+

@@ -22,7 +22,7 @@ from invoke import Exit
 from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.progress import JobOutput, job_log
 from cli.settings import cluster_shape
-from cluster.lifecycle import DRIVER, PROJECT_LABEL, STOP_SECONDS, ClusterError, diagnose, host_cpus
+from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, diagnose, host_cpus
 from jobs import result as result_line
 
 
@@ -79,8 +79,8 @@ def runs_url(c, project=None) -> str:
 class ResourceSampler:
     """CPU % and memory of every container of the project, from the Docker API's stats stream."""
 
-    def __init__(self, client, project: str):
-        self.client, self.project = client, project
+    def __init__(self, client, shape):
+        self.client, self.shape = client, shape
         self.samples: dict[str, list[tuple[float, float]]] = {}
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -103,7 +103,7 @@ class ResourceSampler:
 
     def _discover(self) -> None:
         while not self.stop.wait(2):
-            for container in self.client.containers.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+            for container in self.client.containers.list(filters=self.shape.selector):
                 if container.name not in self.watched:
                     self.watched.add(container.name)
                     thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
@@ -121,7 +121,7 @@ class ResourceSampler:
         out = {}
         for name, rows in sorted(self.samples.items()):
             busy = [cpu for cpu, _ in rows[1:]] or [0.0]
-            out[name.removeprefix(f"{self.project}-")] = {
+            out[name.removeprefix(self.shape.container_name(""))] = {
                 "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
                 "samples": len(rows)}
         return out
@@ -160,7 +160,7 @@ class ClusterBackend:
         return host_cpus(self.cluster.client)
 
     def sampler(self):
-        return ResourceSampler(self.cluster.client, self.cluster.shape.project)
+        return ResourceSampler(self.cluster.client, self.cluster.shape)
 
 
 def hdfs_path(url: str) -> str:

@@ -12,7 +12,6 @@ import socket
 import tarfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -22,8 +21,6 @@ import docker.errors
 from cluster.readiness import HEALTH_INTERVAL, wait_healthy
 from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, plan
 
-PROJECT_LABEL = "dlkit.project"
-SERVICE_LABEL = "dlkit.service"
 SECOND_NS = 1_000_000_000
 STOP_SECONDS = 30  # a job's time to clean up after Ctrl-C before it is killed
 # Every job runs through this launcher in the Spark image (see images/spark/driver.py for why).
@@ -33,13 +30,6 @@ Say = Callable[[str], None]
 
 class ClusterError(RuntimeError):
     """A cluster that cannot be brought up or used, with the next step in its message."""
-
-
-def labels(shape: ClusterShape, service: str | None = None) -> dict[str, str]:
-    found = {PROJECT_LABEL: shape.project}
-    if service:
-        found[SERVICE_LABEL] = service
-    return found
 
 
 def host_cpus(client: docker.DockerClient) -> int:
@@ -67,8 +57,7 @@ class Cluster:
             return None
 
     def selector(self) -> dict:
-        """The filter that finds this cluster's containers, networks and volumes, and nothing else."""
-        return {"label": f"{PROJECT_LABEL}={self.shape.project}"}
+        return self.shape.selector
 
     def containers(self) -> list:
         return self.client.containers.list(all=True, filters=self.selector())
@@ -141,7 +130,7 @@ class Cluster:
         if found:
             return found[0]
         return self.client.networks.create(self.shape.network, driver="bridge",
-                                           labels=labels(self.shape), check_duplicate=True)
+                                           labels=self.shape.labels(), check_duplicate=True)
 
     def _start(self, service: Service, network, say: Say) -> None:
         container = self.container(service.name)
@@ -163,11 +152,11 @@ class Cluster:
             raise ClusterError(f"{service.name} could not start: {error.explanation or error}") from error
 
     def _volume(self, suffix: str):
-        name = f"{self.shape.project}-{suffix}"
+        name = self.shape.volume_name(suffix)
         try:
             return self.client.volumes.get(name)
         except docker.errors.NotFound:
-            return self.client.volumes.create(name, labels=labels(self.shape))
+            return self.client.volumes.create(name, labels=self.shape.labels())
 
     def _check_port_free(self, service: Service) -> None:
         if not service.ui_port or not service.host_port:
@@ -185,10 +174,10 @@ class Cluster:
         name = service.container_name(self.shape)
         kwargs = dict(
             image=service.image, command=service.command, name=name, hostname=service.name,
-            environment=service.environment, labels=labels(self.shape, service.name),
+            environment=service.environment, labels=self.shape.labels(service.name),
             network=network,
             networking_config={network: self.client.api.create_endpoint_config(aliases=[service.name])},
-            volumes={f"{self.shape.project}-{suffix}": {"bind": path, "mode": "rw"}
+            volumes={self.shape.volume_name(suffix): {"bind": path, "mode": "rw"}
                      for suffix, path in service.volumes.items()},
             nano_cpus=int(service.cpus * SECOND_NS), mem_limit=f"{int(service.memory_gb * 1024)}m",
             healthcheck={"test": service.healthcheck, "interval": HEALTH_INTERVAL * SECOND_NS,
@@ -339,7 +328,7 @@ class Cluster:
         project_dir is mounted read-only at /opt/dlkit (and put on PYTHONPATH); mounts maps
         further host folders to read-only container paths.
         """
-        name = f"{self.shape.project}-client-{uuid.uuid4().hex[:8]}"
+        name = self.shape.new_client_name()
         environment = dict(self.service("spark-master").environment)
         environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
         environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
@@ -347,7 +336,7 @@ class Cluster:
             "-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties"
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
         kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
-                      environment=environment, labels=labels(self.shape, "client"),
+                      environment=environment, labels=self.shape.labels("client"),
                       network=self.shape.network,
                       nano_cpus=int((cpus or min(2, host_cpus(self.client))) * SECOND_NS),
                       mem_limit="3g", detach=True, volumes=volumes)

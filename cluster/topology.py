@@ -9,6 +9,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import uuid
+
+PROJECT_LABEL = "dlkit.project"
+SERVICE_LABEL = "dlkit.service"
 
 NAMENODE_RPC_PORT = 8020
 SPARK_MASTER_PORT = 7077
@@ -43,9 +47,28 @@ class ClusterShape:
     def executors(self) -> int:
         return self.worker_cores // self.executor_cores
 
+    # ---- names: every container, volume, network, label and selector of a project, here only
     @property
     def network(self) -> str:
         return f"{self.project}-net"
+
+    def container_name(self, service: str) -> str:
+        return f"{self.project}-{service}"
+
+    def volume_name(self, suffix: str) -> str:
+        return f"{self.project}-{suffix}"
+
+    def new_client_name(self) -> str:
+        """A job's client container: unique, so jobs may run side by side."""
+        return f"{self.project}-client-{uuid.uuid4().hex[:8]}"
+
+    def labels(self, service: str | None = None) -> dict[str, str]:
+        return {PROJECT_LABEL: self.project, **({SERVICE_LABEL: service} if service else {})}
+
+    @property
+    def selector(self) -> dict:
+        """The filter that finds this project's containers, networks and volumes, and nothing else."""
+        return {"label": f"{PROJECT_LABEL}={self.project}"}
 
     @property
     def default_fs(self) -> str:
@@ -72,7 +95,7 @@ class Service:
     host_port: int = 0           # 0: any free port on the host
 
     def container_name(self, shape: ClusterShape) -> str:
-        return f"{shape.project}-{self.name}"
+        return shape.container_name(self.name)
 
 
 def validate(shape: ClusterShape) -> None:

@@ -21,7 +21,8 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper imag
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from cli.settings import cluster_shape  # noqa: E402
-from cluster.lifecycle import DRIVER, PROJECT_LABEL, Cluster  # noqa: E402
+from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
+from cluster.topology import PROJECT_LABEL  # noqa: E402
 from jobs import result as result_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

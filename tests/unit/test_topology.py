@@ -83,3 +83,15 @@ def test_every_hdfs_client_creates_files_with_the_clusters_replication():
     services, _ = plan(shape(datanodes=3, replication=2), host_cpus=8)
     key = "HDFS-SITE.XML_dfs.replication"
     assert {s.name: s.environment.get(key) for s in services} == {s.name: "2" for s in services}
+
+
+def test_every_name_of_a_project_comes_from_its_shape_and_its_selector_finds_its_labels():
+    lab = shape(project="lab-a")
+    services, _ = plan(lab, host_cpus=4)
+    names = [s.container_name(lab) for s in services] + [lab.network, lab.volume_name("namenode"),
+                                                          lab.new_client_name()]
+    assert all(name.startswith("lab-a-") for name in names)
+    assert lab.new_client_name() != lab.new_client_name()  # jobs run side by side
+    key, value = lab.selector["label"].split("=")
+    assert lab.labels("namenode")[key] == value == "lab-a" and lab.labels()[key] == value
+    assert shape(project="lab-b").selector != lab.selector

@@ -12,6 +12,7 @@ from invoke import Exit, task
 from cli.execution import open_backend
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
+from cli.settings import kit_settings, slot_counts
 from cli.spread import ratio_markdown, ratio_table
 
 CEILING_STEPS = 1000
@@ -138,7 +139,7 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
     def one(index: int) -> None:
         results[index] = backend.run("train_plain", [
             "--data", backend.data_url, "--threads", str(cores), "--first-cpu", str(index * cores),
-            "--batch", str(c.config.train.batch_per_worker), *common], plain=True)
+            "--batch", str(kit_settings(c).train.batch_per_worker), *common], plain=True)
 
     threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
     for thread in threads:
@@ -179,13 +180,13 @@ def bench(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_pe
 def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
                baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, validation_records=None,
                repeats=None) -> dict:
-    settings = c.config.bench
-    counts = [int(s) for s in str(slots or settings.slots).split(",") if s.strip()]
+    settings = kit_settings(c).bench
+    counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
     cores = int(cores_per_slot or settings.cores_per_slot)
     epochs = int(epochs or settings.epochs)
-    recipe = recipe or c.config.train.recipe
+    recipe = recipe or kit_settings(c).train.recipe
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out_dir = Path(out or Path(c.config.data.results_dir) / "bench" / stamp).resolve()
+    out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "bench" / stamp).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     available = backend.host_cores()
     warnings = [f"{n} slots x {cores} cores = {n * cores} cores exceed the host's {available}: the slots share "
@@ -214,7 +215,7 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
                 result = backend.run("train_cnn", [
                     "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
                     "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", run_id,
-                    "--batch-per-worker", str(c.config.train.batch_per_worker), *retry_args(c), *common])
+                    "--batch-per-worker", str(kit_settings(c).train.batch_per_worker), *retry_args(c), *common])
             metrics = backend.read_json(result["run_dir"] + "/metrics.json")
             measured.setdefault(count, []).append({
                 **metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
@@ -223,7 +224,7 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
         if "plain" in wanted:
             print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
             measured.setdefault("plain", []).append(with_steal(lambda: backend.run("train_plain", [
-                "--data", backend.data_url, "--threads", str(cores), "--batch", str(c.config.train.batch_per_worker),
+                "--data", backend.data_url, "--threads", str(cores), "--batch", str(kit_settings(c).train.batch_per_worker),
                 *common], plain=True, cpus=cores)))
         if "ceiling" in wanted and widest > 1 and widest * cores <= available:
             print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once{suffix}", file=sys.stderr,
@@ -250,7 +251,7 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
         if warning:
             warnings.append(warning)
             print(f"kit: warning: {warning}", file=sys.stderr)
-    synthetic = (Path(c.config.data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
+    synthetic = (Path(kit_settings(c).data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
     results = {"created": stamp, "backend": backend.name, "host_cores": available, "recipe": recipe, "epochs": epochs,
                "synthetic": synthetic, "repeats": repeats, "rounds": rounds, "ratios": ratios,
                "configurations": configurations, "baselines": baseline_results, "warnings": warnings,

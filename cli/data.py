@@ -11,6 +11,7 @@ from invoke import Exit, task
 
 from cli.download import DownloadError, download, file_md5
 from cli.progress import LiveLine, say
+from cli.settings import kit_settings
 from jobs.cifar import FOLDER, TEST_FILES, TRAIN_FILES
 from jobs.synthetic_cifar import write_dataset
 
@@ -18,7 +19,7 @@ SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 
 def dataset_dir(c) -> Path:
-    return Path(c.config.data.dir).resolve() / FOLDER
+    return Path(kit_settings(c).data.dir).resolve() / FOLDER
 
 
 def is_complete(folder: Path) -> bool:
@@ -41,7 +42,7 @@ LOCAL_BYTES_NEEDED = 400 * 10**6  # the 163 MB archive and the 185 MB of batch f
 
 def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=None, test_records=None):
     """The CIFAR-10 batch files in data.dir, got the way asked; returns their folder."""
-    settings = c.config.data
+    settings = kit_settings(c).data
     data_dir = Path(settings.dir).resolve()
     folder = data_dir / FOLDER
     if is_complete(folder) and not force:
@@ -101,12 +102,12 @@ def reachable(url: str, timeout: float = 10.0) -> bool:
 
 def default_dataset(c, from_=None) -> Path:
     """Real CIFAR-10 when given or reachable, otherwise the full-size synthetic stand-in, said plainly."""
-    folder = Path(c.config.data.dir).resolve() / FOLDER
+    folder = Path(kit_settings(c).data.dir).resolve() / FOLDER
     if from_ or is_complete(folder):
         return ensure_dataset(c, from_=from_)
-    if reachable(c.config.data.url):
+    if reachable(kit_settings(c).data.url):
         return ensure_dataset(c)
-    say(f"CIFAR-10 is not reachable at {c.config.data.url}: using the synthetic stand-in. Its accuracy "
+    say(f"CIFAR-10 is not reachable at {kit_settings(c).data.url}: using the synthetic stand-in. Its accuracy "
         "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)")
     return ensure_dataset(c, synthetic=True)
 

@@ -13,6 +13,7 @@ from cli.data import default_dataset
 from cli.hostcpu import StealMeter
 from cli.pipeline import eda_with, stage_with
 from cli.progress import say
+from cli.settings import kit_settings
 
 
 class PhaseClock:
@@ -82,7 +83,7 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
             "project": "cluster name prefix"})
 def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch=None, down=False, project=None):
     """The whole experiment: images, cluster, data, staging, EDA, 1- vs 2-slot bench with baselines, report."""
-    settings = c.config.demo
+    settings = kit_settings(c).demo
     phases = PhaseClock()
     started = time.monotonic()
     backend = choose_backend(c, project, embedded, phases)
@@ -91,20 +92,20 @@ def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch
     with phases("stage"):
         stage_with(c, backend, folder)
     with phases("eda"):
-        eda_with(c, backend, fraction=float(settings.eda_fraction))
+        eda_with(c, backend, fraction=settings.eda_fraction)
     with phases("bench"):
         results = bench_with(
-            c, backend, epochs=epochs or (c.config.train.epochs if full else settings.epochs),
+            c, backend, epochs=epochs or (kit_settings(c).train.epochs if full else settings.epochs),
             steps_per_epoch=None if full else (steps_per_epoch or settings.steps_per_epoch or None),
             baselines=settings.full_baselines if full else settings.baselines,
             validation_records=None if full else settings.validation_records,
-            out=Path(c.config.data.results_dir).resolve() / "demo" / backend.name)
+            out=Path(kit_settings(c).data.results_dir).resolve() / "demo" / backend.name)
     out_dir = Path(results["out_dir"])
     (out_dir / "phases.json").write_text(json.dumps(
         {"backend": backend.name, "full": full, "phases": phases.seconds, "cpu_steal_percent": phases.steal,
          "total_seconds": round(time.monotonic() - started, 1)}, indent=2))
     print(f"\nDemo phases ({backend.name}):\n{phases.table()}")
-    print(f"figures: {out_dir / 'curves.png'}, {Path(c.config.data.results_dir).resolve() / 'eda'}\n"
+    print(f"figures: {out_dir / 'curves.png'}, {Path(kit_settings(c).data.results_dir).resolve() / 'eda'}\n"
           f"report: {out_dir / 'report.md'}")
     if backend.name == "cluster":
         finish_cluster(c, project, backend, down)

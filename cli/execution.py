@@ -21,7 +21,7 @@ from invoke import Exit
 
 from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.progress import JobOutput, job_log
-from cli.settings import cluster_shape
+from cli.settings import cluster_shape, kit_settings
 from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, diagnose, host_cpus
 from jobs import result as result_line
 
@@ -68,11 +68,11 @@ def job_result(job: str, code: int, output: JobOutput) -> dict:
 
 def hdfs_url(c, project=None) -> str:
     """Derived from the settings alone: no engine call, so tasks may ask for it freely."""
-    return cluster_shape(c, project).default_fs + c.config.data.hdfs_root
+    return cluster_shape(c, project).default_fs + kit_settings(c).data.hdfs_root
 
 
 def runs_url(c, project=None) -> str:
-    return cluster_shape(c, project).default_fs + c.config.train.hdfs_runs
+    return cluster_shape(c, project).default_fs + kit_settings(c).train.hdfs_runs
 
 
 
@@ -147,7 +147,7 @@ class ClusterBackend:
         args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
         return run_job(self.cluster, job, args, mounts={str(source): DATA_MOUNT} if source else None,
                        collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report,
-                       log=job_log(self.c.config.data.results_dir, job))
+                       log=job_log(kit_settings(self.c).data.results_dir, job))
 
     def read_json(self, url: str) -> dict:
         return json.loads(self.cluster.hdfs(["dfs", "-cat", hdfs_path(url)]))
@@ -182,8 +182,8 @@ class HostBackend:
     def __init__(self, c, master: str, storage_root: str, name: str):
         self.c, self.master, self.name = c, master, name
         ensure_java()
-        self.data_url = storage_root.rstrip("/") + c.config.data.hdfs_root
-        self.runs_url = storage_root.rstrip("/") + c.config.train.hdfs_runs
+        self.data_url = storage_root.rstrip("/") + kit_settings(c).data.hdfs_root
+        self.runs_url = storage_root.rstrip("/") + kit_settings(c).train.hdfs_runs
 
     def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
             out: Path | None = None, report=None) -> dict:
@@ -195,7 +195,7 @@ class HostBackend:
             command += ["--master", self.master]
         env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "PYSPARK_PYTHON": sys.executable,
                "PYSPARK_DRIVER_PYTHON": sys.executable, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
-        output = JobOutput(job_log(self.c.config.data.results_dir, job))
+        output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job))
         with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               bufsize=1) as process:
             try:
@@ -244,7 +244,7 @@ def ensure_java() -> None:
 
 
 def embedded_backend(c) -> HostBackend:
-    root = (Path(c.config.data.results_dir) / "embedded" / "storage").resolve()
+    root = (Path(kit_settings(c).data.results_dir) / "embedded" / "storage").resolve()
     root.mkdir(parents=True, exist_ok=True)
     return HostBackend(c, EMBEDDED_MASTER, str(root), "embedded")
 

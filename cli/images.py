@@ -8,12 +8,13 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import LiveLine, say
+from cli.settings import kit_settings
 from images.build import BuildError, build_image, image_specs, image_state, resolve_ca_bundle, resolve_debian_base
 
 
 def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
     """Build every image (cached layers are reused); returns seconds per image."""
-    settings = c.config.images
+    settings = kit_settings(c).images
     bundle, source = resolve_ca_bundle(settings.extra_ca_bundle if extra_ca_bundle is None else extra_ca_bundle)
     say(f"build: trusting {bundle} ({source})" if bundle else f"build: no extra CA bundle: {source}")
     client = ensure_engine()
@@ -42,7 +43,7 @@ def ensure_images(c, client) -> None:
 
     A stale image (built from other Dockerfiles or pins than today's) is used as it is, and
     said: rebuilding takes minutes, so it waits for `images.build`."""
-    specs = image_specs(c.config.images.prefix, c.config.images.debian_image)
+    specs = image_specs(kit_settings(c).images.prefix, kit_settings(c).images.debian_image)
     states = {spec.tag: image_state(client, spec) for spec in specs[1:]}  # base is only built upon
     missing = [tag for tag, state in states.items() if state == "missing"]
     if missing:
@@ -68,7 +69,7 @@ def build(c, extra_ca_bundle=None):
 def ls(c):
     """List the kit's images with their sizes."""
     client = ensure_engine()
-    for spec in image_specs(c.config.images.prefix, c.config.images.debian_image):
+    for spec in image_specs(kit_settings(c).images.prefix, kit_settings(c).images.debian_image):
         try:
             image = client.images.get(spec.tag)
             print(f"{spec.tag:45s} {image.attrs['Size'] / 1e9:6.2f} GB")

@@ -12,6 +12,7 @@ from invoke import Exit, task
 from cli.data import default_dataset, ensure_dataset
 from cli.execution import JobInterrupted, open_backend
 from cli.progress import say
+from cli.settings import kit_settings
 from cluster.lifecycle import diagnose, space_problem
 
 EXISTING_HELP = {"master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
@@ -39,7 +40,7 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
         problem = diagnose(report)  # before the manifest is looked for: a cluster that is down says so
         if problem:
             raise Exit(f"kit: {problem}")
-    shards = int(shards or c.config.data.shards)
+    shards = int(shards or kit_settings(c).data.shards)
     result = None if force else already_staged(backend, folder, shards)
     if result is None:
         if report:
@@ -89,7 +90,7 @@ def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, proje
 
 
 def eda_with(c, backend, fraction=1.0, out=None) -> dict:
-    out_dir = Path(out or Path(c.config.data.results_dir) / "eda").resolve()
+    out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "eda").resolve()
     result = backend.run("eda_cifar", ["--data", backend.data_url, "--out", "{out}", "--fraction", str(fraction)],
                          out=out_dir)
     report = json.loads((out_dir / "eda.json").read_text())
@@ -105,7 +106,8 @@ def eda_with(c, backend, fraction=1.0, out=None) -> dict:
 
 
 def retry_args(c, attempts=None) -> list[str]:
-    return ["--attempts", str(attempts or c.config.train.attempts), "--recovery-wait", str(c.config.train.recovery_wait)]
+    train = kit_settings(c).train
+    return ["--attempts", str(attempts or train.attempts), "--recovery-wait", str(train.recovery_wait)]
 
 
 @task(help={"slots": "barrier tasks (workers)", "epochs": "most epochs (early stopping may end sooner)",
@@ -119,7 +121,7 @@ def retry_args(c, attempts=None) -> list[str]:
 def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
           resume=None, attempts=None, embedded=False, master=None, hdfs=None, project=None):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
-    settings = c.config.train
+    settings = kit_settings(c).train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
     asked = {"--slots": slots, "--epochs": epochs, "--recipe": recipe, "--cores-per-slot": cores_per_slot,

@@ -1,26 +1,180 @@
-"""Turn invoke's config (invoke.yaml, INVOKE_* env, flags) into the kit's typed settings."""
+"""The kit's settings, typed and checked once: invoke.yaml (and INVOKE_* variables) -> dataclasses.
+
+Each section of invoke.yaml is a dataclass below with the same keys. No default is written
+here: invoke.yaml holds every default, and a key it lacks is an error. Values are converted to
+the field's type and checked against its range before any work starts; a wrong one ends the
+task with one line naming the setting, its value and what it may be.
+"""
 from __future__ import annotations
 
-from invoke import Context
+import dataclasses
+import typing
+
+from invoke import Context, Exit
 
 from cluster.topology import ClusterShape
 from images.build import image_specs
 
 
+def rule(low=None, high=None, choices=None, above=None):
+    """A field's allowed range or values (it has no default: invoke.yaml has them all)."""
+    return dataclasses.field(metadata={"low": low, "high": high, "choices": choices, "above": above})
+
+
+@dataclasses.dataclass(frozen=True)
+class Images:
+    prefix: str
+    debian_image: str
+    debian_mirror: str
+    extra_ca_bundle: str
+    log_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Cluster:
+    project: str
+    datanodes: int = rule(low=1)
+    replication: int = rule(low=1)
+    worker_cores: int = rule(low=1)
+    worker_memory_gb: int = rule(low=1)
+    worker_container_memory_gb: int = rule(low=1)
+    executor_cores: int = rule(low=1)
+    executor_memory_gb: int = rule(low=1)
+    bind_address: str
+    namenode_ui_port: int = rule(low=0, high=65535)
+    spark_master_ui_port: int = rule(low=0, high=65535)
+    spark_worker_ui_port: int = rule(low=0, high=65535)
+    spark_history_ui_port: int = rule(low=0, high=65535)
+    startup_timeout: float = rule(above=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Test:
+    pytest_args: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Data:
+    dir: str
+    url: str
+    md5: str
+    retries: int = rule(low=1)
+    synthetic_train_per_batch: int = rule(low=1)
+    synthetic_test_records: int = rule(low=1)
+    synthetic_seed: int
+    hdfs_root: str
+    shards: int = rule(low=1)
+    results_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Train:
+    hdfs_runs: str
+    slots: int = rule(low=1)
+    cores_per_slot: int = rule(low=1)
+    epochs: int = rule(low=1)
+    batch_per_worker: int = rule(low=1)
+    recipe: str = rule(choices=("paper", "tuned"))
+    attempts: int = rule(low=1)
+    recovery_wait: float = rule(low=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Bench:
+    slots: str
+    epochs: int = rule(low=1)
+    cores_per_slot: int = rule(low=1)
+    repeats: int = rule(low=1)
+
+    @property
+    def slot_counts(self) -> list[int]:
+        return slot_counts(self.slots, "bench.slots")
+
+
+@dataclasses.dataclass(frozen=True)
+class Demo:
+    epochs: int = rule(low=1)
+    steps_per_epoch: int = rule(low=0)
+    validation_records: int = rule(low=0)
+    eda_fraction: float = rule(above=0, high=1)
+    baselines: str
+    full_baselines: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    images: Images
+    cluster: Cluster
+    test: Test
+    data: Data
+    train: Train
+    bench: Bench
+    demo: Demo
+
+
+def slot_counts(text: str, name: str) -> list[int]:
+    """"1,2" -> [1, 2]: the slot counts a bench compares."""
+    try:
+        counts = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise Exit(f"kit: {name} = {text!r}: give slot counts of 1 or more separated by commas, e.g. 1,2")
+    return counts
+
+
+def convert(section: str, field: dataclasses.Field, kind: type, value):
+    name = f"{section}.{field.name}"
+    if value is None:
+        value = ""  # an empty value in YAML
+    try:
+        if kind is int and (isinstance(value, float) or str(value).strip() != str(int(value))):
+            raise ValueError
+        converted = kind(value)
+    except (TypeError, ValueError):
+        raise Exit(f"kit: setting {name} = {value!r} is not {'an integer' if kind is int else 'a number'}: "
+                   f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}") from None
+    low, high = field.metadata.get("low"), field.metadata.get("high")
+    above, choices = field.metadata.get("above"), field.metadata.get("choices")
+    wrong = ((low is not None and converted < low) or (high is not None and converted > high)
+             or (above is not None and converted <= above) or (choices and converted not in choices))
+    if wrong:
+        allowed = (f"one of {', '.join(choices)}" if choices else
+                   " and ".join(part for part in (f"at least {low}" if low is not None else "",
+                                                  f"above {above}" if above is not None else "",
+                                                  f"at most {high}" if high is not None else "") if part))
+        raise Exit(f"kit: setting {name} = {value!r} must be {allowed}: "
+                   f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}")
+    return converted
+
+
+def section_from(config, section: str, cls):
+    values = config.get(section) or {}
+    hints = typing.get_type_hints(cls)
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
+    if missing:
+        raise Exit(f"kit: invoke.yaml has no {', '.join(f'{section}.{m}' for m in missing)}: "
+                   "restore it from the project's invoke.yaml")
+    return cls(**{f.name: convert(section, f, hints[f.name], values[f.name]) for f in dataclasses.fields(cls)})
+
+
+def kit_settings(c: Context) -> Settings:
+    """The typed settings of this context's config, read and checked once per config."""
+    config = c.config
+    if "_dlkit_settings" not in config.__dict__:
+        sections = typing.get_type_hints(Settings)
+        config.__dict__["_dlkit_settings"] = Settings(**{name: section_from(config, name, kind)
+                                                         for name, kind in sections.items()})
+    return config.__dict__["_dlkit_settings"]
+
+
 def image_tags(c: Context) -> dict[str, str]:
-    return {spec.name: spec.tag for spec in image_specs(c.config.images.prefix, c.config.images.debian_image)}
+    images = kit_settings(c).images
+    return {spec.name: spec.tag for spec in image_specs(images.prefix, images.debian_image)}
 
 
 def cluster_shape(c: Context, project: str | None = None) -> ClusterShape:
-    settings = c.config.cluster
-    tags = image_tags(c)
-    return ClusterShape(
-        project=project or settings.project, hadoop_image=tags["hadoop"], spark_image=tags["spark"],
-        datanodes=int(settings.datanodes), replication=int(settings.replication),
-        worker_cores=int(settings.worker_cores), worker_memory_gb=int(settings.worker_memory_gb),
-        worker_container_memory_gb=int(settings.worker_container_memory_gb),
-        executor_cores=int(settings.executor_cores), executor_memory_gb=int(settings.executor_memory_gb),
-        bind_address=str(settings.bind_address),
-        namenode_ui_port=int(settings.namenode_ui_port), spark_master_ui_port=int(settings.spark_master_ui_port),
-        spark_worker_ui_port=int(settings.spark_worker_ui_port), spark_history_ui_port=int(settings.spark_history_ui_port),
-        startup_timeout=float(settings.startup_timeout))
+    cluster, tags = kit_settings(c).cluster, image_tags(c)
+    values = dataclasses.asdict(cluster)
+    values["project"] = project or cluster.project
+    return ClusterShape(hadoop_image=tags["hadoop"], spark_image=tags["spark"], **values)

@@ -10,6 +10,7 @@ from invoke import Exit, task
 from cli.cluster import args_after_double_dash
 from cli.engine import ensure_engine
 from cli.images import build_all
+from cli.settings import kit_settings
 
 
 @task(help={"unit": "unit tests only: no Docker engine or images needed"})
@@ -26,7 +27,7 @@ def test(c, unit=False):
         raise Exit("kit: lint failed: fix what ruff names above ('.venv/bin/ruff check --fix .' sorts imports)",
                    code=lint.exited)
     phases["lint"] = time.monotonic() - started
-    pytest_args = shlex.split(c.config.test.pytest_args or "") + args_after_double_dash()
+    pytest_args = shlex.split(kit_settings(c).test.pytest_args or "") + args_after_double_dash()
     if unit:
         pytest_args = ["-m", "not integration", *pytest_args]
     else:

@@ -26,22 +26,23 @@ class TopologyError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ClusterShape:
+    """What a cluster is made of; its values come from invoke.yaml's cluster section (cli/settings.py)."""
     project: str
     hadoop_image: str
     spark_image: str
-    datanodes: int = 2
-    replication: int = 2
-    worker_cores: int = 4
-    worker_memory_gb: int = 4
-    worker_container_memory_gb: int = 8
-    executor_cores: int = 2
-    executor_memory_gb: int = 2
-    bind_address: str = "127.0.0.1"
-    namenode_ui_port: int = 0
-    spark_master_ui_port: int = 0
-    spark_worker_ui_port: int = 0
-    spark_history_ui_port: int = 0
-    startup_timeout: float = 240.0
+    datanodes: int
+    replication: int
+    worker_cores: int
+    worker_memory_gb: int
+    worker_container_memory_gb: int
+    executor_cores: int
+    executor_memory_gb: int
+    bind_address: str
+    namenode_ui_port: int
+    spark_master_ui_port: int
+    spark_worker_ui_port: int
+    spark_history_ui_port: int
+    startup_timeout: float
 
     @property
     def executors(self) -> int:

@@ -40,6 +40,17 @@ class ApplicationEnded(RuntimeError):
     """The master ended the application while the driver waited for slots in it."""
 
 
+def positive(text: str) -> int:
+    """An argparse type: an integer of 1 or more, or one line saying what is wrong."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
@@ -48,20 +59,20 @@ def parse_args(argv):
     parser.add_argument("--resume", default=None, metavar="RUN_ID",
                         help="continue an interrupted run (its folder is <run-id>.partial) from its last whole "
                              "checkpoint, with the settings it was started with")
-    parser.add_argument("--slots", type=int, default=2)
-    parser.add_argument("--cores-per-slot", type=int, default=2, help="TensorFlow threads per worker")
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch-per-worker", type=int, default=16)
+    parser.add_argument("--slots", type=positive, default=2)
+    parser.add_argument("--cores-per-slot", type=positive, default=2, help="TensorFlow threads per worker")
+    parser.add_argument("--epochs", type=positive, default=50)
+    parser.add_argument("--batch-per-worker", type=positive, default=16)
     parser.add_argument("--recipe", choices=RECIPES, default="paper")
     parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--keep-checkpoints", type=int, default=3)
+    parser.add_argument("--keep-checkpoints", type=positive, default=3)
     parser.add_argument("--validation-records", type=int, default=None,
                         help="test records validated after each epoch (default: all; the final test uses all)")
-    parser.add_argument("--steps-per-epoch", type=int, default=None, help="default: one pass over the training set")
+    parser.add_argument("--steps-per-epoch", type=positive, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--no-pin-cores", dest="pin_cores", action="store_false",
                         help="let the workers' threads float instead of giving each slot cores of its own")
-    parser.add_argument("--attempts", type=int, default=3,
+    parser.add_argument("--attempts", type=positive, default=3,
                         help="barrier-stage submissions before giving up; each resumes from the last checkpoint")
     parser.add_argument("--recovery-wait", type=float, default=180.0,
                         help="seconds to wait for lost executors to come back between attempts")

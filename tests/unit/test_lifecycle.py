@@ -5,9 +5,9 @@ import docker
 import pytest
 
 from cluster.lifecycle import Cluster, ClusterError
-from cluster.topology import ClusterShape
+from tests.unit.shapes import default_shape
 
-SHAPE = ClusterShape(project="dlkit-unit", hadoop_image="h:1", spark_image="s:1")
+SHAPE = default_shape(project="dlkit-unit")
 
 
 class FakeEngine:

@@ -12,6 +12,7 @@ from jobs.stage_cifar import (
 )
 from jobs.storage import LocalStorage
 from jobs.synthetic_cifar import write_dataset
+from tests.unit.shapes import project_context
 
 
 def test_records_get_split_wide_indices_and_round_robin_shards(tmp_path):
@@ -116,12 +117,13 @@ def status_report(up=True, remaining_bytes=10**12):
 
 
 def test_staging_on_a_cluster_that_is_down_says_so_before_looking_for_a_manifest(tmp_path):
-    from invoke import Config, Context, Exit
+    from invoke import Exit
 
     from cli.pipeline import stage_with
 
     write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
-    c = Context(Config(overrides={"data": {"shards": 4}}))
+    c = project_context()
+    c.config.data.shards = 4
     backend = FakeClusterBackend(status_report(up=False))
     backend.read_json_if_exists = None  # must not be reached
     with pytest.raises(Exit, match="the cluster is not up: run './kit up'"):
@@ -129,13 +131,14 @@ def test_staging_on_a_cluster_that_is_down_says_so_before_looking_for_a_manifest
 
 
 def test_staged_inputs_are_not_refused_for_space_they_would_not_use_but_new_ones_are(tmp_path):
-    from invoke import Config, Context, Exit
+    from invoke import Exit
 
     from cli.pipeline import stage_with
     from jobs.stage_cifar import fingerprint
 
     write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
-    c = Context(Config(overrides={"data": {"shards": 4}}))
+    c = project_context()
+    c.config.data.shards = 4
     full = status_report(remaining_bytes=1000)
     staged = FakeClusterBackend(full, manifest_of(fingerprint(find_inputs(str(tmp_path)), 4)))
     assert stage_with(c, staged, tmp_path / FOLDER)["up_to_date"] is True and staged.jobs == []

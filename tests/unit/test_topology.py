@@ -2,9 +2,10 @@ import dataclasses
 
 import pytest
 
-from cluster.topology import ClusterShape, TopologyError, plan
+from cluster.topology import TopologyError, plan
+from tests.unit.shapes import default_shape
 
-DEFAULT = ClusterShape(project="dlkit", hadoop_image="h:1", spark_image="s:1")
+DEFAULT = default_shape()
 
 
 def shape(**changes):

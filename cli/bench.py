@@ -216,10 +216,8 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
                     "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
                     "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", run_id,
                     "--batch-per-worker", str(kit_settings(c).train.batch_per_worker), *retry_args(c), *common])
-            metrics = backend.read_json(result["run_dir"] + "/metrics.json")
             measured.setdefault(count, []).append({
-                **metrics, "label": f"{count} slot(s) x {cores} core(s)", "run_dir": result["run_dir"],
-                "startup_seconds": result["startup_seconds"], "resources": sampler.summary(),
+                **result, "label": f"{count} slot(s) x {cores} core(s)", "resources": sampler.summary(),
                 "host_steal_percent": steal.percent})
         if "plain" in wanted:
             print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)

@@ -149,9 +149,6 @@ class ClusterBackend:
                        collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report,
                        log=job_log(kit_settings(self.c).data.results_dir, job))
 
-    def read_json(self, url: str) -> dict:
-        return json.loads(self.cluster.hdfs(["dfs", "-cat", hdfs_path(url)]))
-
     def read_json_if_exists(self, url: str) -> dict | None:
         found = self.cluster.webhdfs_read(hdfs_path(url))
         return None if found is None else json.loads(found)
@@ -207,11 +204,6 @@ class HostBackend:
             finally:
                 output.close()
         return job_result(job, process.returncode, output)
-
-    def read_json(self, url: str) -> dict:
-        from jobs.storage import open_storage
-
-        return json.loads(open_storage(url).read_bytes(url))
 
     def read_json_if_exists(self, url: str) -> dict | None:
         from jobs.storage import open_storage

@@ -522,7 +522,8 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> dict:
-    return run_main("train", run, parse_args(argv), (SetupError, TrainingFailed), hide=("history",))
+    # the whole metrics (history included) travel in the result line: nobody re-reads metrics.json
+    return run_main("train", run, parse_args(argv), (SetupError, TrainingFailed))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,191 @@
+"""What each barrier task runs: the reference CNN trained under MultiWorkerMirroredStrategy.
+
+train_fn is handed to MirroredStrategyRunner by the driver (jobs/train_cnn.py) and runs once per
+slot. Worker 0 is the chief: only it writes to the run folder (checkpoints each epoch keeping
+the last K, the final model, metrics.json, the sharding evidence); the others save into local
+temporary folders that are removed, as collective saving needs every worker. An attempt resumes
+from the chief's last whole checkpoint (jobs/resume.py).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from jobs import placement, resume
+from jobs.history import epoch_history, steady_rate, validation_steps
+from jobs.storage import open_storage
+
+
+def train_fn(config: dict):
+    import os
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+    import tf_keras as keras
+    from pyspark import BarrierTaskContext
+
+    from jobs import input_pipeline
+    from jobs.cnn import build_model
+    from jobs.epoch_metrics import sync_metrics_once_per_epoch
+
+    marks = [("train_fn", time.time())]
+    context = BarrierTaskContext.get()
+    worker = context.partitionId()
+    cpus = None
+    if config["pin_cores"]:
+        cpus = placement.pin_slot([t.address for t in context.getTaskInfos()], worker, config["cores_per_slot"])
+    workers = config["slots"]
+    chief = worker == 0
+    storage = open_storage(config["runs"])
+    run_dir = config["partial_dir"]
+    keras.utils.set_random_seed(config["seed"])
+
+    local = tempfile.mkdtemp(prefix=f"dlkit-worker{worker}-")
+    scratch = local if chief else os.path.join(local, f"workertemp_{worker}")
+    os.makedirs(scratch, exist_ok=True)
+
+    learning_rate = 1e-3
+    if config["recipe"] == "tuned":
+        learning_rate *= workers
+    model = build_model(learning_rate)
+
+    global_batch = config["batch_per_worker"] * workers
+    fetch = input_pipeline.make_fetch(config["data"], os.path.join(local, "shards"))
+    # short epochs train (and validate) on the records one epoch reads, cached in epoch 1
+    train = input_pipeline.make_dataset(config["data"], config["train_files"], global_batch, training=True,
+                                        seed=config["seed"], augmentation=config["recipe"] == "tuned", fetch=fetch,
+                                        records=config["epoch_records"])
+    test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False,
+                                       fetch=fetch)
+    validation_batches = validation_steps(config["validation_records"], config["test_records"], global_batch)
+    validation = test if validation_batches is None else input_pipeline.make_dataset(
+        config["data"], config["test_files"], global_batch, training=False, fetch=fetch,
+        records=validation_batches * config["batch_per_worker"])
+
+    marks.append(("datasets", time.time()))
+    history = epoch_history(config["steps_per_epoch"], global_batch)
+    # an earlier attempt failed: carry on from its last whole checkpoint
+    initial_epoch, state, best_weights = resume.restore(model, storage, storage.join(run_dir, "checkpoints"),
+                                                        os.path.join(local, "restored"))
+    if state:
+        history.rows = state["history"]
+    # only the chief keeps the attempts: another worker could read the file while the chief rewrites it
+    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch,
+                                    config["driver"])
+    if chief:
+        resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
+        storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)  # resets best, wait and best weights: put back the saved ones
+            if state:
+                resume.restore_early_stopping(self, state["early_stopping"], best_weights)
+
+    stopping = ResumableEarlyStopping(monitor="val_loss", patience=config["patience"], restore_best_weights=True)
+
+    class ChiefCheckpoints(keras.callbacks.Callback):
+        """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
+
+        def on_train_begin(self, logs=None):
+            marks.append(("train_begin", time.time()))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            marks.append((f"epoch{epoch + 1}_begin", time.time()))
+            if chief:
+                attempts[-1]["last_epoch_begun"] = epoch + 1
+                storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+
+        def on_epoch_end(self, epoch, logs=None):
+            marks.append((f"epoch{epoch + 1}_end", time.time()))
+            folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
+            self.model.save_weights(os.path.join(folder, "weights"))
+            if chief:
+                with open(os.path.join(folder, "state.json"), "w") as handle:
+                    json.dump({"epoch": epoch + 1, "history": history.rows,
+                               "early_stopping": resume.early_stopping_state(stopping)}, handle)
+                if stopping.best_weights is not None:
+                    with open(os.path.join(folder, "best.npz"), "wb") as handle:
+                        handle.write(resume.weights_to_npz(stopping.best_weights))
+                upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
+                prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
+                storage.replace_bytes(storage.join(run_dir, "progress.jsonl"),
+                                    "".join(json.dumps(r) + "\n" for r in history.rows).encode())
+            shutil.rmtree(folder, ignore_errors=True)
+            marks.append((f"epoch{epoch + 1}_saved", time.time()))
+
+    # the workers' summed metrics first, so the others see them; the checkpoint holds this epoch's stopping state
+    callbacks = [sync_metrics_once_per_epoch(model), history, stopping, ChiefCheckpoints()]
+    if config["recipe"] == "tuned" and workers > 1:
+        callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
+    marks.append(("fit", time.time()))
+    started = time.monotonic()
+    model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
+              validation_data=validation, validation_steps=validation_batches, callbacks=callbacks, verbose=0)
+    # every attempt's epochs, so a resumed run reports its whole training time
+    train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
+    marks.append(("fit_end", time.time()))
+    test_loss, test_accuracy = model.evaluate(test, verbose=0)
+    marks.append(("evaluated", time.time()))
+
+    final = os.path.join(scratch, "final_model.keras")
+    model.save(final)
+    train_fetched = sorted(f for f in input_pipeline.FETCHES if f in config["train_records"])
+    evidence = {"worker": worker, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "train_files": train_fetched,
+                "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
+                "fetched": dict(input_pipeline.FETCHES), "records_read": dict(input_pipeline.READS)}
+    marks.append(("saved", time.time()))
+    everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
+    marks.append(("gathered", time.time()))
+    if not chief:
+        shutil.rmtree(local, ignore_errors=True)
+        return None
+
+    metrics = {
+        "run_id": config["run_id"], "slots": workers, "cores_per_slot": config["cores_per_slot"],
+        "recipe": config["recipe"], "seed": config["seed"],
+        "batch_per_worker": config["batch_per_worker"],
+        "global_batch": global_batch, "learning_rate": learning_rate, "steps_per_epoch": config["steps_per_epoch"],
+        "epochs_run": len(history.rows), "history": history.rows,
+        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
+        "train_seconds": round(train_seconds, 1),
+        "steady_images_per_second": steady_rate(history.rows),
+        "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
+        **resume.summary(attempts),
+        "marks": marks,
+        "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
+    }
+    storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
+    storage.write_bytes(storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]),
+                                                                            indent=2).encode())
+    storage.write_bytes(storage.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
+    shutil.rmtree(local, ignore_errors=True)
+    return metrics
+
+
+def warmup(start_rate: float, target_rate: float, epochs: int):
+    import tf_keras as keras
+
+    def schedule(epoch, rate):
+        return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1)) if epoch < epochs else rate
+
+    return keras.callbacks.LearningRateScheduler(schedule)
+
+
+def upload_folder(storage, local: str, target: str) -> None:
+    """Checkpoint files into <target>.tmp, then renamed: a checkpoint folder is always whole."""
+    import os
+
+    staging = target + ".tmp"
+    storage.delete(staging)
+    for name in sorted(os.listdir(local)):
+        with open(os.path.join(local, name), "rb") as handle:
+            storage.write_bytes(storage.join(staging, name), handle.read())
+    storage.rename(staging, target)
+
+
+def prune_checkpoints(storage, folder: str, keep: int) -> None:
+    done = [e.path for e in storage.listdir(folder) if e.is_dir and not e.path.endswith(".tmp")]
+    for path in sorted(done)[:-keep]:
+        storage.delete(path)

@@ -25,6 +25,7 @@ from jobs.storage import open_storage
 
 RECIPES = ("paper", "tuned")
 SLOT_POLL_SECONDS = 2.0
+MASTER_UI_PORT = 8080  # the standalone master's default, also the kit's (cluster/topology.py)
 
 
 class SetupError(RuntimeError):
@@ -193,6 +194,9 @@ class Application:
     When a worker goes away (a container restart, a node reboot), the standalone master may
     remove the whole application ("Master removed our application: FAILED") and its
     SparkContext stops: no executor can register with it again. A new application can.
+    A restarted master (the kit runs it without a recovery mode) knows no application from
+    before: it kills their executors when the worker registers again, and the SparkContext
+    never hears of it. So an application the master no longer lists as active has ended too.
     """
 
     def __init__(self, start):
@@ -204,7 +208,10 @@ class Application:
         return self.spark.sparkContext
 
     def ended(self) -> bool:
-        return bool(self.sc._jsc is None or self.sc._jsc.sc().isStopped())
+        if self.sc._jsc is None or self.sc._jsc.sc().isStopped():
+            return True
+        active = master_active_apps(self.sc.master)
+        return active is not None and self.sc.applicationId not in active
 
     def renew(self) -> None:
         self.stop()
@@ -215,6 +222,29 @@ class Application:
             self.spark.stop()
         except Exception:  # an application the master ended may fail to stop cleanly; it is gone either way
             pass
+
+
+def master_json_url(master: str) -> str | None:
+    """spark://host:7077 -> the standalone master UI's JSON (its default port); None for other masters."""
+    if not master.startswith("spark://"):
+        return None
+    host = master[len("spark://"):].split(",")[0].rsplit(":", 1)[0]
+    return f"http://{host}:{MASTER_UI_PORT}/json/"
+
+
+def master_active_apps(master: str, opener=None) -> set[str] | None:
+    """The ids of the applications a standalone master runs; None when it cannot say (another kind
+    of master, or one that is away: a restarting master is not yet a verdict)."""
+    import urllib.request
+
+    url = master_json_url(master)
+    if url is None:
+        return None
+    try:
+        with (opener or urllib.request.urlopen)(url, timeout=5) as response:
+            return {app["id"] for app in json.load(response).get("activeapps", [])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def run_with_retries(app: Application, args, submit):
@@ -244,8 +274,8 @@ def wait_for_slots(app: Application, args) -> None:
     (it may do so seconds after the stage failed, while the driver already waits)."""
     for _ in range(args.attempts):
         if app.ended():
-            print("train: the Spark master ended this application (a worker was lost or restarted): "
-                  "starting a new application for the next attempt", file=sys.stderr, flush=True)
+            print("train: the Spark master ended this application (a worker was lost or restarted, or the master "
+                  "itself): starting a new application for the next attempt", file=sys.stderr, flush=True)
             app.renew()
         try:
             check_slots(app.sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait,

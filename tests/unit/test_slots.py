@@ -138,3 +138,23 @@ def test_check_slots_stops_waiting_when_the_application_is_gone(monkeypatch):
     gone = iter([False, False, True])
     with pytest.raises(train_cnn.ApplicationEnded):
         train_cnn.check_slots(None, slots=2, cores_per_slot=1, ended=lambda: next(gone))
+
+
+def test_an_application_a_restarted_master_no_longer_lists_has_ended():
+    import contextlib
+    import io
+    import json
+
+    assert train_cnn.master_json_url("spark://spark-master:7077") == "http://spark-master:8080/json/"
+    assert train_cnn.master_json_url("local-cluster[2,2,2048]") is None
+
+    def opener(apps):
+        def open_url(url, timeout):
+            if apps is None:
+                raise OSError("connection refused")  # the master is restarting
+            return contextlib.closing(io.StringIO(json.dumps({"activeapps": [{"id": a} for a in apps]})))
+        return open_url
+
+    assert train_cnn.master_active_apps("spark://m:7077", opener(["app-1"])) == {"app-1"}
+    assert train_cnn.master_active_apps("spark://m:7077", opener(None)) is None  # away is not a verdict
+    assert train_cnn.master_active_apps("local[2]", opener([])) is None

@@ -8,7 +8,7 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import LiveLine, say
-from cli.settings import kit_settings
+from cli.settings import kit_settings, project_image_specs
 from images.build import BuildError, build_image, image_specs, image_state, resolve_ca_bundle, resolve_debian_base
 
 
@@ -43,7 +43,7 @@ def ensure_images(c, client) -> None:
 
     A stale image (built from other Dockerfiles or pins than today's) is used as it is, and
     said: rebuilding takes minutes, so it waits for `images.build`."""
-    specs = image_specs(kit_settings(c).images.prefix, kit_settings(c).images.debian_image)
+    specs = project_image_specs(c)
     states = {spec.tag: image_state(client, spec) for spec in specs[1:]}  # base is only built upon
     missing = [tag for tag, state in states.items() if state == "missing"]
     if missing:
@@ -69,7 +69,7 @@ def build(c, extra_ca_bundle=None):
 def ls(c):
     """List the kit's images with their sizes."""
     client = ensure_engine()
-    for spec in image_specs(kit_settings(c).images.prefix, kit_settings(c).images.debian_image):
+    for spec in project_image_specs(c):
         try:
             image = client.images.get(spec.tag)
             print(f"{spec.tag:45s} {image.attrs['Size'] / 1e9:6.2f} GB")

@@ -168,9 +168,14 @@ def kit_settings(c: Context) -> Settings:
     return config.__dict__["_dlkit_settings"]
 
 
-def image_tags(c: Context) -> dict[str, str]:
+def project_image_specs(c: Context) -> list:
+    """The images this config builds and runs (names, tags, build contexts)."""
     images = kit_settings(c).images
-    return {spec.name: spec.tag for spec in image_specs(images.prefix, images.debian_image)}
+    return image_specs(images.prefix, images.debian_image)
+
+
+def image_tags(c: Context) -> dict[str, str]:
+    return {spec.name: spec.tag for spec in project_image_specs(c)}
 
 
 def cluster_shape(c: Context, project: str | None = None) -> ClusterShape:

@@ -56,11 +56,8 @@ class Cluster:
         except docker.errors.NotFound:
             return None
 
-    def selector(self) -> dict:
-        return self.shape.selector
-
     def containers(self) -> list:
-        return self.client.containers.list(all=True, filters=self.selector())
+        return self.client.containers.list(all=True, filters=self.shape.selector)
 
     # ---- up ------------------------------------------------------------------------------
     def up(self, say: Say = print) -> dict:
@@ -291,7 +288,7 @@ class Cluster:
     def down(self, volumes: bool = False, say: Say = print) -> list[str]:
         """Removes all it can, carrying on past a step that fails; returns what could not be removed."""
         failed: list[str] = []
-        selector = self.selector()
+        selector = self.shape.selector
 
         def remove(kind: str, item, **kwargs) -> None:
             try:
@@ -315,7 +312,7 @@ class Cluster:
         return failed
 
     def leftovers(self) -> dict[str, list[str]]:
-        selector = self.selector()
+        selector = self.shape.selector
         return {"containers": [c.name for c in self.client.containers.list(all=True, filters=selector)],
                 "networks": [n.name for n in self.client.networks.list(filters=selector)],
                 "volumes": [v.name for v in self.client.volumes.list(filters=selector)]}

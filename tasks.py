@@ -1,4 +1,5 @@
 """The kit's tasks: `./kit --list` shows them, `./kit --help TASK` explains one."""
+
 from invoke import Collection
 
 from cli import bench, cluster, data, demo, images, pipeline, testing

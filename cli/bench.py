@@ -1,4 +1,5 @@
 """bench: 1 slot against 2 (or any list) on the same data and seed, with baselines and resource use."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,7 @@ def epoch_seconds(history: list[dict]) -> str:
     rows = history[1:] or history
     if not rows:
         return "-"
-    return (f"{sum(r['seconds'] for r in rows) / len(rows):.1f} / "
-            f"{sum(r['train_seconds'] for r in rows) / len(rows):.1f}")
+    return f"{sum(r['seconds'] for r in rows) / len(rows):.1f} / {sum(r['train_seconds'] for r in rows) / len(rows):.1f}"
 
 
 def loss_cell(row: dict) -> str:
@@ -40,8 +40,9 @@ def loss_cell(row: dict) -> str:
 
 def steal_readings(configurations: list[dict], baselines: dict) -> list[tuple[str, float | None]]:
     """(label, CPU steal %) of every measurement, in report order; None where it was not metered."""
-    return [(row["label"], row.get("host_steal_percent")) for row in configurations] + \
-           [(f"baseline {name}", row.get("host_steal_percent")) for name, row in baselines.items()]
+    return [(row["label"], row.get("host_steal_percent")) for row in configurations] + [
+        (f"baseline {name}", row.get("host_steal_percent")) for name, row in baselines.items()
+    ]
 
 
 def with_steal(run) -> dict:
@@ -52,18 +53,24 @@ def with_steal(run) -> dict:
 
 
 def report_markdown(results: dict) -> str:
-    lines = ["| configuration | test accuracy | test loss | training time (s) | epochs "
-             "| s per epoch (all / training) | images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| configuration | test accuracy | test loss | training time (s) | epochs "
+        "| s per epoch (all / training) | images/s (after epoch 1) | speed-up | scaling efficiency | start-up (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in results["configurations"]:
-        lines.append(f"| {row['label']} | {row['test_accuracy']:.4f} | {row['test_loss']:.4f} | {row['train_seconds']} "
-                     f"| {row['epochs_run']} | {epoch_seconds(row['history'])} | {row['steady_images_per_second']} "
-                     f"| {row.get('speed_up', '-')} | {row.get('efficiency', '-')} | {row.get('startup_seconds', '-')} |")
+        lines.append(
+            f"| {row['label']} | {row['test_accuracy']:.4f} | {row['test_loss']:.4f} | {row['train_seconds']} "
+            f"| {row['epochs_run']} | {epoch_seconds(row['history'])} | {row['steady_images_per_second']} "
+            f"| {row.get('speed_up', '-')} | {row.get('efficiency', '-')} | {row.get('startup_seconds', '-')} |"
+        )
     for name, row in results["baselines"].items():
         rate = row.get("steady_images_per_second", "-")
-        lines.append(f"| baseline {name} ({row.get('model', 'tf-keras, ' + str(row.get('threads')) + ' thread(s)')}) "
-                     f"| {row['test_accuracy']:.4f} | {loss_cell(row)} | {row['train_seconds']} "
-                     f"| {row.get('epochs_run', '-')} | {epoch_seconds(row.get('history', []))} | {rate} | - | - | - |")
+        lines.append(
+            f"| baseline {name} ({row.get('model', 'tf-keras, ' + str(row.get('threads')) + ' thread(s)')}) "
+            f"| {row['test_accuracy']:.4f} | {loss_cell(row)} | {row['train_seconds']} "
+            f"| {row.get('epochs_run', '-')} | {epoch_seconds(row.get('history', []))} | {rate} | - | - | - |"
+        )
     text = "\n".join(lines) + "\n"
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
@@ -71,13 +78,18 @@ def report_markdown(results: dict) -> str:
     ceiling = results["baselines"].get("ceiling")
     if ceiling:
         widest = max(results["configurations"], key=lambda row: row["slots"])
-        text += (f"\nHost ceiling: {ceiling['copies']} independent copies reach {ceiling['steady_images_per_second']} images/s "
-                 f"together ({ceiling['per_copy_images_per_second']} each). The {widest['label']} run reaches "
-                 f"{widest['steady_images_per_second'] / ceiling['steady_images_per_second']:.3f} of it.\n")
+        text += (
+            f"\nHost ceiling: {ceiling['copies']} independent copies reach {ceiling['steady_images_per_second']} images/s "
+            f"together ({ceiling['per_copy_images_per_second']} each). The {widest['label']} run reaches "
+            f"{widest['steady_images_per_second'] / ceiling['steady_images_per_second']:.3f} of it.\n"
+        )
     steal = steal_readings(results["configurations"], results["baselines"])
     if any(percent is not None for _, percent in steal):
-        text += ("\nCPU steal (time the hypervisor took from this machine) during each measurement: "
-                 + ", ".join(f"{label} {percent}%" for label, percent in steal if percent is not None) + "\n")
+        text += (
+            "\nCPU steal (time the hypervisor took from this machine) during each measurement: "
+            + ", ".join(f"{label} {percent}%" for label, percent in steal if percent is not None)
+            + "\n"
+        )
     text += "\nMemory per executor (peak): Python training process RSS and executor JVM heap + off-heap, MB:\n\n"
     text += "| configuration | worker | cores pinned | Python RSS | executor JVMs |\n|---|---|---|---|---|\n"
     for row in results["configurations"]:
@@ -111,8 +123,7 @@ def draw_curves(results: dict, path: Path) -> None:
         colour = f"C{index}"  # one colour per configuration: solid train, dashed validation
         for ax, key in ((accuracy, "accuracy"), (loss, "loss")):
             ax.plot(epochs, [h[key] for h in history], marker="o", color=colour, label=f"{label} train")
-            ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", color=colour, linestyle="--",
-                    label=f"{label} val")
+            ax.plot(epochs, [h[f"val_{key}"] for h in history], marker="o", color=colour, linestyle="--", label=f"{label} val")
     for ax, name in ((accuracy, "accuracy"), (loss, "loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -137,9 +148,21 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
     results: list[dict | None] = [None] * copies
 
     def one(index: int) -> None:
-        results[index] = backend.run("train_plain", [
-            "--data", backend.data_url, "--threads", str(cores), "--first-cpu", str(index * cores),
-            "--batch", str(kit_settings(c).train.batch_per_worker), *common], plain=True)
+        results[index] = backend.run(
+            "train_plain",
+            [
+                "--data",
+                backend.data_url,
+                "--threads",
+                str(cores),
+                "--first-cpu",
+                str(index * cores),
+                "--batch",
+                str(kit_settings(c).train.batch_per_worker),
+                *common,
+            ],
+            plain=True,
+        )
 
     threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
     for thread in threads:
@@ -149,37 +172,88 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
     if any(r is None for r in results):
         raise Exit("kit: a copy of the ceiling baseline failed; its messages are above")
     rates = [r["steady_images_per_second"] for r in results]
-    return {"model": f"{copies} independent tf-keras copies, {cores} thread(s) each", "copies": copies,
-            "steady_images_per_second": round(sum(rates), 1), "per_copy_images_per_second": rates,
-            "test_accuracy": results[0]["test_accuracy"], "test_loss": results[0]["test_loss"],
-            "train_seconds": max(r["train_seconds"] for r in results), "epochs_run": results[0]["epochs_run"]}
+    return {
+        "model": f"{copies} independent tf-keras copies, {cores} thread(s) each",
+        "copies": copies,
+        "steady_images_per_second": round(sum(rates), 1),
+        "per_copy_images_per_second": rates,
+        "test_accuracy": results[0]["test_accuracy"],
+        "test_loss": results[0]["test_loss"],
+        "train_seconds": max(r["train_seconds"] for r in results),
+        "epochs_run": results[0]["epochs_run"],
+    }
 
 
-@task(default=True, help={
-    "slots": "comma-separated slot counts, e.g. 1,2,4 (default bench.slots)", "epochs": "most epochs per configuration",
-    "recipe": "paper or tuned", "cores_per_slot": "executor cores and TensorFlow threads per slot",
-    "steps_per_epoch": "default: a full pass over the training set",
-    "validation_records": "test records validated after each epoch (default: all; the final test uses all)",
-    "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
-                 "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
-    "mllib_iterations": "MLlib's maxIter", "out": "results folder",
-    "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
-               "range over them (default bench.repeats)",
-    "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
-    "project": "cluster name prefix"})
-def bench(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-          validation_records=None, baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, repeats=None,
-          embedded=False, master=None, hdfs=None, project=None):
+@task(
+    default=True,
+    help={
+        "slots": "comma-separated slot counts, e.g. 1,2,4 (default bench.slots)",
+        "epochs": "most epochs per configuration",
+        "recipe": "paper or tuned",
+        "cores_per_slot": "executor cores and TensorFlow threads per slot",
+        "steps_per_epoch": "default: a full pass over the training set",
+        "validation_records": "test records validated after each epoch (default: all; the final test uses all)",
+        "baselines": "comma-separated: plain (tf-keras, no Spark), ceiling (N plain copies at once, no "
+        "communication: the host's own limit), mllib (Spark MLlib MLP); '' for none",
+        "mllib_iterations": "MLlib's maxIter",
+        "out": "results folder",
+        "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
+        "range over them (default bench.repeats)",
+        "embedded": "Spark's embedded local-cluster and local storage (see stage)",
+        **EXISTING_HELP,
+        "project": "cluster name prefix",
+    },
+)
+def bench(
+    c,
+    slots=None,
+    epochs=None,
+    recipe=None,
+    cores_per_slot=None,
+    steps_per_epoch=None,
+    validation_records=None,
+    baselines="plain,ceiling,mllib",
+    mllib_iterations=30,
+    out=None,
+    repeats=None,
+    embedded=False,
+    master=None,
+    hdfs=None,
+    project=None,
+):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
-    return bench_with(c, backend, slots, epochs, recipe, cores_per_slot, steps_per_epoch, baselines,
-                      mllib_iterations, out, validation_records, repeats)
+    return bench_with(
+        c,
+        backend,
+        slots,
+        epochs,
+        recipe,
+        cores_per_slot,
+        steps_per_epoch,
+        baselines,
+        mllib_iterations,
+        out,
+        validation_records,
+        repeats,
+    )
 
 
-def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None,
-               baselines="plain,ceiling,mllib", mllib_iterations=30, out=None, validation_records=None,
-               repeats=None) -> dict:
+def bench_with(
+    c,
+    backend,
+    slots=None,
+    epochs=None,
+    recipe=None,
+    cores_per_slot=None,
+    steps_per_epoch=None,
+    baselines="plain,ceiling,mllib",
+    mllib_iterations=30,
+    out=None,
+    validation_records=None,
+    repeats=None,
+) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
     cores = int(cores_per_slot or settings.cores_per_slot)
@@ -189,12 +263,19 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
     out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "bench" / stamp).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     available = backend.host_cores()
-    warnings = [f"{n} slots x {cores} cores = {n * cores} cores exceed the host's {available}: the slots share "
-                "cores, so speed-up is not a scaling measurement" for n in counts if n * cores > available]
+    warnings = [
+        f"{n} slots x {cores} cores = {n * cores} cores exceed the host's {available}: the slots share "
+        "cores, so speed-up is not a scaling measurement"
+        for n in counts
+        if n * cores > available
+    ]
     for warning in warnings:
         print(f"kit: warning: {warning}", file=sys.stderr)
-    common = ["--epochs", str(epochs)] + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []) + \
-             (["--validation-records", str(validation_records)] if validation_records else [])
+    common = (
+        ["--epochs", str(epochs)]
+        + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else [])
+        + (["--validation-records", str(validation_records)] if validation_records else [])
+    )
     wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
     unknown = set(wanted) - {"plain", "ceiling", "mllib"}
     if unknown:
@@ -212,27 +293,67 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
             print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
             run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
             with backend.sampler() as sampler, StealMeter() as steal:
-                result = backend.run("train_cnn", [
-                    "--data", backend.data_url, "--runs", backend.runs_url, "--slots", str(count),
-                    "--cores-per-slot", str(cores), "--recipe", recipe, "--run-id", run_id,
-                    "--batch-per-worker", str(kit_settings(c).train.batch_per_worker), *retry_args(c), *common])
-            measured.setdefault(count, []).append({
-                **result, "label": f"{count} slot(s) x {cores} core(s)", "resources": sampler.summary(),
-                "host_steal_percent": steal.percent})
+                result = backend.run(
+                    "train_cnn",
+                    [
+                        "--data",
+                        backend.data_url,
+                        "--runs",
+                        backend.runs_url,
+                        "--slots",
+                        str(count),
+                        "--cores-per-slot",
+                        str(cores),
+                        "--recipe",
+                        recipe,
+                        "--run-id",
+                        run_id,
+                        "--batch-per-worker",
+                        str(kit_settings(c).train.batch_per_worker),
+                        *retry_args(c),
+                        *common,
+                    ],
+                )
+            measured.setdefault(count, []).append(
+                {
+                    **result,
+                    "label": f"{count} slot(s) x {cores} core(s)",
+                    "resources": sampler.summary(),
+                    "host_steal_percent": steal.percent,
+                }
+            )
         if "plain" in wanted:
             print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
-            measured.setdefault("plain", []).append(with_steal(lambda: backend.run("train_plain", [
-                "--data", backend.data_url, "--threads", str(cores), "--batch", str(kit_settings(c).train.batch_per_worker),
-                *common], plain=True, cpus=cores)))
+            measured.setdefault("plain", []).append(
+                with_steal(
+                    lambda: backend.run(
+                        "train_plain",
+                        [
+                            "--data",
+                            backend.data_url,
+                            "--threads",
+                            str(cores),
+                            "--batch",
+                            str(kit_settings(c).train.batch_per_worker),
+                            *common,
+                        ],
+                        plain=True,
+                        cpus=cores,
+                    )
+                )
+            )
         if "ceiling" in wanted and widest > 1 and widest * cores <= available:
-            print(f"kit: bench: baseline ceiling, {widest} independent plain copies at once{suffix}", file=sys.stderr,
-                  flush=True)
-            measured.setdefault("ceiling", []).append(with_steal(
-                lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch))))
+            print(
+                f"kit: bench: baseline ceiling, {widest} independent plain copies at once{suffix}", file=sys.stderr, flush=True
+            )
+            measured.setdefault("ceiling", []).append(
+                with_steal(lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
+            )
         rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
     # the table shows each configuration's median run; the ratios come from the rounds
-    configurations = [{**median_run(measured[count]), "rates": [r["steady_images_per_second"] for r in measured[count]]}
-                      for count in counts]
+    configurations = [
+        {**median_run(measured[count]), "rates": [r["steady_images_per_second"] for r in measured[count]]} for count in counts
+    ]
     base = next((row for row in configurations if row["slots"] == 1), None)
     for row in configurations:
         if base and base["steady_images_per_second"]:
@@ -241,8 +362,9 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
     baseline_results = {name: median_run(measured[name]) for name in ("plain", "ceiling") if name in measured}
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
-        baseline_results["mllib"] = backend.run("train_mllib", [
-            "--data", backend.data_url, "--max-iter", str(mllib_iterations)])
+        baseline_results["mllib"] = backend.run(
+            "train_mllib", ["--data", backend.data_url, "--max-iter", str(mllib_iterations)]
+        )
     ratios = ratio_table(rounds)
     for label, percent in steal_readings(configurations, baseline_results):
         warning = steal_warning(label, percent)
@@ -250,11 +372,22 @@ def bench_with(c, backend, slots=None, epochs=None, recipe=None, cores_per_slot=
             warnings.append(warning)
             print(f"kit: warning: {warning}", file=sys.stderr)
     synthetic = (Path(kit_settings(c).data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
-    results = {"created": stamp, "backend": backend.name, "host_cores": available, "recipe": recipe, "epochs": epochs,
-               "synthetic": synthetic, "repeats": repeats, "rounds": rounds, "ratios": ratios,
-               "configurations": configurations, "baselines": baseline_results, "warnings": warnings,
-               "kit_vs_plain": ratios.get("kit_vs_plain", {}).get("median"),
-               "widest_vs_ceiling": ratios.get("widest_vs_ceiling", {}).get("median")}
+    results = {
+        "created": stamp,
+        "backend": backend.name,
+        "host_cores": available,
+        "recipe": recipe,
+        "epochs": epochs,
+        "synthetic": synthetic,
+        "repeats": repeats,
+        "rounds": rounds,
+        "ratios": ratios,
+        "configurations": configurations,
+        "baselines": baseline_results,
+        "warnings": warnings,
+        "kit_vs_plain": ratios.get("kit_vs_plain", {}).get("median"),
+        "widest_vs_ceiling": ratios.get("widest_vs_ceiling", {}).get("median"),
+    }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     markdown = report_markdown(results)
     (out_dir / "report.md").write_text(markdown)

@@ -1,4 +1,5 @@
 """Cluster tasks: up, down, status, logs, submit, restart."""
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ def open_cluster(c, project: str | None = None) -> Cluster:
 
 def args_after_double_dash() -> list[str]:
     """Arguments after `--`, exactly as given (invoke's own remainder loses their quoting)."""
-    return sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    return sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
 
 
 def print_status(report: dict) -> None:
@@ -37,19 +38,25 @@ def print_status(report: dict) -> None:
     hdfs = report["hdfs"]
     if hdfs.get("available"):
         gb = 1e9
-        print(f"  HDFS {hdfs['url']}: safe mode {hdfs['safemode']}, {hdfs['live_datanodes']} live / "
-              f"{hdfs['dead_datanodes']} dead datanodes, {hdfs['used_bytes'] / gb:.2f} GB used of "
-              f"{hdfs['capacity_bytes'] / gb:.1f} GB ({hdfs['remaining_bytes'] / gb:.1f} GB free)")
+        print(
+            f"  HDFS {hdfs['url']}: safe mode {hdfs['safemode']}, {hdfs['live_datanodes']} live / "
+            f"{hdfs['dead_datanodes']} dead datanodes, {hdfs['used_bytes'] / gb:.2f} GB used of "
+            f"{hdfs['capacity_bytes'] / gb:.1f} GB ({hdfs['remaining_bytes'] / gb:.1f} GB free)"
+        )
         if hdfs.get("under_replicated_blocks"):
-            print(f"  HDFS: {hdfs['under_replicated_blocks']} under-replicated block(s): normal for a minute after a "
-                  "datanode returns; if it stays, see 'hdfs fsck /' in the namenode (./kit logs namenode)")
+            print(
+                f"  HDFS: {hdfs['under_replicated_blocks']} under-replicated block(s): normal for a minute after a "
+                "datanode returns; if it stays, see 'hdfs fsck /' in the namenode (./kit logs namenode)"
+            )
     else:
         print(f"  HDFS unavailable: {hdfs.get('error')}")
     spark = report["spark"]
     if spark.get("available"):
         cores = ", ".join(f"{w['host']} {w['state']} {w['cores']} cores" for w in spark["workers"]) or "none"
-        print(f"  Spark {spark['master']}: {spark['status']}, {spark['alive_workers']} alive worker(s) "
-              f"[{cores}], {spark['executor_slots']} executor slots of {spark['executor_cores']} cores")
+        print(
+            f"  Spark {spark['master']}: {spark['status']}, {spark['alive_workers']} alive worker(s) "
+            f"[{cores}], {spark['executor_slots']} executor slots of {spark['executor_cores']} cores"
+        )
     else:
         print(f"  Spark unavailable: {spark.get('error')}")
     problem = diagnose(report)
@@ -66,8 +73,10 @@ def bring_up(c, cluster: Cluster) -> dict:
     try:
         report = cluster.up(say=say)
     except (ClusterError, ServiceNotReady) as error:
-        raise Exit(f"kit: {error}\nSee './kit logs SERVICE' and './kit status'; './kit down' then './kit up' "
-                   "starts afresh while keeping the data.") from error
+        raise Exit(
+            f"kit: {error}\nSee './kit logs SERVICE' and './kit status'; './kit down' then './kit up' "
+            "starts afresh while keeping the data."
+        ) from error
     say(f"cluster {cluster.shape.project} healthy in {time.monotonic() - started:.1f}s")
     return report
 
@@ -97,9 +106,11 @@ def down(c, volumes=False, project=None):
     if not volumes:
         left.pop("volumes", None)
     if left or failed:
-        raise Exit("kit: some resources could not be removed (the rest are gone):\n  " +
-                   "\n  ".join(failed or [f"{kind}: {', '.join(names)}" for kind, names in left.items()]) +
-                   "\nStop what uses them (a container of yours on the network?), then run './kit down' again.")
+        raise Exit(
+            "kit: some resources could not be removed (the rest are gone):\n  "
+            + "\n  ".join(failed or [f"{kind}: {', '.join(names)}" for kind, names in left.items()])
+            + "\nStop what uses them (a container of yours on the network?), then run './kit down' again."
+        )
     say(f"cluster {cluster.shape.project} is down" + ("" if volumes else " (volumes kept: --volumes removes them)"))
 
 
@@ -113,8 +124,14 @@ def status(c, json_=False, project=None):
         print_status(report)
 
 
-@task(help={"service": "namenode, datanode-N, spark-master, spark-worker or spark-history",
-            "tail": "how many lines", "follow": "keep following", "project": "cluster name prefix"})
+@task(
+    help={
+        "service": "namenode, datanode-N, spark-master, spark-worker or spark-history",
+        "tail": "how many lines",
+        "follow": "keep following",
+        "project": "cluster name prefix",
+    }
+)
 def logs(c, service, tail=200, follow=False, project=None):
     """Show a service's logs."""
     cluster = open_cluster(c, project)

@@ -1,4 +1,5 @@
 """data.*: get CIFAR-10 onto this machine (download, a local tarball, or a synthetic stand-in)."""
+
 from __future__ import annotations
 
 import json
@@ -52,16 +53,21 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
     data_dir.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(data_dir).free
     if free < LOCAL_BYTES_NEEDED:
-        raise Exit(f"kit: {data_dir} has {free / 1e6:.0f} MB free; CIFAR-10 needs about {LOCAL_BYTES_NEEDED / 1e6:.0f} MB "
-                   "(archive and batch files): free some space or point data.dir elsewhere")
+        raise Exit(
+            f"kit: {data_dir} has {free / 1e6:.0f} MB free; CIFAR-10 needs about {LOCAL_BYTES_NEEDED / 1e6:.0f} MB "
+            "(archive and batch files): free some space or point data.dir elsewhere"
+        )
     if synthetic:
         per_batch = int(train_per_batch or settings.synthetic_train_per_batch)
         tests = int(test_records or settings.synthetic_test_records)
-        say(f"writing a synthetic CIFAR-10 ({5 * per_batch} train + {tests} test records) to {folder}; "
-            "accuracy figures on it are not comparable with published CIFAR-10 results")
+        say(
+            f"writing a synthetic CIFAR-10 ({5 * per_batch} train + {tests} test records) to {folder}; "
+            "accuracy figures on it are not comparable with published CIFAR-10 results"
+        )
         write_dataset(data_dir, per_batch, tests, int(settings.synthetic_seed))
-        (folder / SYNTHETIC_MARKER).write_text(json.dumps(
-            {"train_per_batch": per_batch, "test_records": tests, "seed": int(settings.synthetic_seed)}))
+        (folder / SYNTHETIC_MARKER).write_text(
+            json.dumps({"train_per_batch": per_batch, "test_records": tests, "seed": int(settings.synthetic_seed)})
+        )
         return folder
     if from_:
         source = Path(from_).expanduser()
@@ -69,20 +75,29 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
             raise Exit(f"kit: --from {from_}: no such file; give the path of cifar-10-binary.tar.gz")
         actual = file_md5(source)
         if actual != settings.md5:
-            raise Exit(f"kit: {source} has md5 {actual}, not the official {settings.md5}: "
-                       "use the original cifar-10-binary.tar.gz")
+            raise Exit(
+                f"kit: {source} has md5 {actual}, not the official {settings.md5}: use the original cifar-10-binary.tar.gz"
+            )
         tarball = source
     else:
         line = LiveLine("kit: download")
         tarball = data_dir / "cifar-10-binary.tar.gz"
         try:
-            download(settings.url, tarball, settings.md5, retries=int(settings.retries),
-                     progress=lambda done, total: line.update(
-                         f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")))
+            download(
+                settings.url,
+                tarball,
+                settings.md5,
+                retries=int(settings.retries),
+                progress=lambda done, total: line.update(
+                    f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+                ),
+            )
         except DownloadError as error:
             line.done("failed")
-            raise Exit(f"kit: {error}\nOffline? Use '--from PATH' with a tarball you have, or "
-                       "'--synthetic' for a generated stand-in in the same format.") from error
+            raise Exit(
+                f"kit: {error}\nOffline? Use '--from PATH' with a tarball you have, or "
+                "'--synthetic' for a generated stand-in in the same format."
+            ) from error
         line.done(f"{tarball} verified")
     (folder / SYNTHETIC_MARKER).unlink(missing_ok=True)
     extract(tarball, data_dir)
@@ -107,17 +122,23 @@ def default_dataset(c, from_=None) -> Path:
         return ensure_dataset(c, from_=from_)
     if reachable(kit_settings(c).data.url):
         return ensure_dataset(c)
-    say(f"CIFAR-10 is not reachable at {kit_settings(c).data.url}: using the synthetic stand-in. Its accuracy "
-        "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)")
+    say(
+        f"CIFAR-10 is not reachable at {kit_settings(c).data.url}: using the synthetic stand-in. Its accuracy "
+        "figures are NOT comparable with published CIFAR-10 results (give the real archive with --from)"
+    )
     return ensure_dataset(c, synthetic=True)
 
 
-@task(name="fetch", help={
-    "from_": "a cifar-10-binary.tar.gz already on disk (offline machines)",
-    "synthetic": "generate a stand-in in the same format instead (no download)",
-    "train_per_batch": "synthetic: records per training batch file (default data.synthetic_train_per_batch)",
-    "test_records": "synthetic: records in the test batch (default data.synthetic_test_records)",
-    "force": "fetch again even when the files are present"})
+@task(
+    name="fetch",
+    help={
+        "from_": "a cifar-10-binary.tar.gz already on disk (offline machines)",
+        "synthetic": "generate a stand-in in the same format instead (no download)",
+        "train_per_batch": "synthetic: records per training batch file (default data.synthetic_train_per_batch)",
+        "test_records": "synthetic: records in the test batch (default data.synthetic_test_records)",
+        "force": "fetch again even when the files are present",
+    },
+)
 def fetch(c, from_=None, synthetic=False, train_per_batch=None, test_records=None, force=False):
     """Get CIFAR-10 (binary version) into data.dir: download with checksum, --from a tarball, or --synthetic."""
     ensure_dataset(c, from_, synthetic, force, train_per_batch, test_records)

@@ -1,4 +1,5 @@
 """demo: the whole experiment in one command, on the containerised cluster or the embedded fallback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -35,13 +36,11 @@ class PhaseClock:
             finally:
                 self.seconds[name] = round(time.monotonic() - started, 1)
         self.steal[name] = steal.percent
-        say(f"demo: {name} done in {self.seconds[name]:.1f}s"
-            + (f" (CPU steal {steal.percent}%)" if steal.percent else ""))
+        say(f"demo: {name} done in {self.seconds[name]:.1f}s" + (f" (CPU steal {steal.percent}%)" if steal.percent else ""))
 
     def table(self) -> str:
         rows = "".join(f"| {name} | {seconds:.1f} | {self._steal_cell(name)} |\n" for name, seconds in self.seconds.items())
-        return (f"| phase | seconds | CPU steal % |\n|---|---|---|\n{rows}"
-                f"| total | {sum(self.seconds.values()):.1f} | |\n")
+        return f"| phase | seconds | CPU steal % |\n|---|---|---|\n{rows}| total | {sum(self.seconds.values()):.1f} | |\n"
 
     def _steal_cell(self, name: str) -> str:
         percent = self.steal.get(name)
@@ -60,8 +59,10 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
                 ensure_engine()
         except Exit as error:
             reason = str(error.message or error).strip().splitlines()[0]
-            say(f"demo: no Docker engine ({reason}); running the same jobs on Spark's embedded "
-                "local-cluster[2,2,2048] with local storage instead")
+            say(
+                f"demo: no Docker engine ({reason}); running the same jobs on Spark's embedded "
+                "local-cluster[2,2,2048] with local storage instead"
+            )
             embedded = True
     if embedded:
         with phases("embedded Spark"):
@@ -74,13 +75,17 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
     return ClusterBackend(c, project, cluster=cluster)
 
 
-@task(help={"full": "the reference protocol: up to 50 epochs, full passes, early stopping, every baseline",
-            "embedded": "skip Docker: Spark's embedded local-cluster[2,2,2048] and local storage",
-            "from_": "a cifar-10-binary.tar.gz on disk (otherwise downloaded when reachable, else synthetic)",
-            "epochs": "epochs per configuration (default demo.epochs, or train.epochs with --full)",
-            "steps_per_epoch": "default demo.steps_per_epoch; --full uses full passes",
-            "down": "tear the cluster down at the end (the default leaves it running with its UIs)",
-            "project": "cluster name prefix"})
+@task(
+    help={
+        "full": "the reference protocol: up to 50 epochs, full passes, early stopping, every baseline",
+        "embedded": "skip Docker: Spark's embedded local-cluster[2,2,2048] and local storage",
+        "from_": "a cifar-10-binary.tar.gz on disk (otherwise downloaded when reachable, else synthetic)",
+        "epochs": "epochs per configuration (default demo.epochs, or train.epochs with --full)",
+        "steps_per_epoch": "default demo.steps_per_epoch; --full uses full passes",
+        "down": "tear the cluster down at the end (the default leaves it running with its UIs)",
+        "project": "cluster name prefix",
+    }
+)
 def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch=None, down=False, project=None):
     """The whole experiment: images, cluster, data, staging, EDA, 1- vs 2-slot bench with baselines, report."""
     settings = kit_settings(c).demo
@@ -95,18 +100,32 @@ def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch
         eda_with(c, backend, fraction=settings.eda_fraction)
     with phases("bench"):
         results = bench_with(
-            c, backend, epochs=epochs or (kit_settings(c).train.epochs if full else settings.epochs),
+            c,
+            backend,
+            epochs=epochs or (kit_settings(c).train.epochs if full else settings.epochs),
             steps_per_epoch=None if full else (steps_per_epoch or settings.steps_per_epoch or None),
             baselines=settings.full_baselines if full else settings.baselines,
             validation_records=None if full else settings.validation_records,
-            out=Path(kit_settings(c).data.results_dir).resolve() / "demo" / backend.name)
+            out=Path(kit_settings(c).data.results_dir).resolve() / "demo" / backend.name,
+        )
     out_dir = Path(results["out_dir"])
-    (out_dir / "phases.json").write_text(json.dumps(
-        {"backend": backend.name, "full": full, "phases": phases.seconds, "cpu_steal_percent": phases.steal,
-         "total_seconds": round(time.monotonic() - started, 1)}, indent=2))
+    (out_dir / "phases.json").write_text(
+        json.dumps(
+            {
+                "backend": backend.name,
+                "full": full,
+                "phases": phases.seconds,
+                "cpu_steal_percent": phases.steal,
+                "total_seconds": round(time.monotonic() - started, 1),
+            },
+            indent=2,
+        )
+    )
     print(f"\nDemo phases ({backend.name}):\n{phases.table()}")
-    print(f"figures: {out_dir / 'curves.png'}, {Path(kit_settings(c).data.results_dir).resolve() / 'eda'}\n"
-          f"report: {out_dir / 'report.md'}")
+    print(
+        f"figures: {out_dir / 'curves.png'}, {Path(kit_settings(c).data.results_dir).resolve() / 'eda'}\n"
+        f"report: {out_dir / 'report.md'}"
+    )
     if backend.name == "cluster":
         finish_cluster(c, project, backend, down)
 

@@ -1,4 +1,5 @@
 """HTTP download with resume, bounded retries, a checksum and a progress line."""
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,15 @@ def _fetch_into(url: str, part: Path, timeout: float, progress: Callable[[int, i
             raise http.client.IncompleteRead(b"", remaining - received)
 
 
-def download(url: str, dest: Path, md5: str, retries: int = 3, timeout: float = 30.0,
-             progress: Callable[[int, int], None] = lambda done, total: None, backoff: float = 1.0) -> Path:
+def download(
+    url: str,
+    dest: Path,
+    md5: str,
+    retries: int = 3,
+    timeout: float = 30.0,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    backoff: float = 1.0,
+) -> Path:
     """Fetch url to dest, resuming a partial download; dest appears only once its md5 matches."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -70,7 +78,9 @@ def download(url: str, dest: Path, md5: str, retries: int = 3, timeout: float = 
     actual = file_md5(part)
     if actual != md5:
         part.unlink()
-        raise DownloadError(f"{url}: checksum mismatch (md5 {actual}, expected {md5}); the download was "
-                            "removed. Try again, or check data.url and data.md5")
+        raise DownloadError(
+            f"{url}: checksum mismatch (md5 {actual}, expected {md5}); the download was "
+            "removed. Try again, or check data.url and data.md5"
+        )
     os.replace(part, dest)
     return dest

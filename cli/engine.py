@@ -1,4 +1,5 @@
 """Make sure a Docker engine answers, bringing Debian's docker.io up when the kit may."""
+
 from __future__ import annotations
 
 import os
@@ -34,24 +35,28 @@ def ensure_engine(wait_seconds: float = 60.0) -> docker.DockerClient:
     if client:
         return client
     if os.environ.get("DOCKER_HOST"):
-        raise Exit(f"No Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}: "
-                   "start it, or unset DOCKER_HOST to use the local engine.")
+        raise Exit(
+            f"No Docker engine answers at DOCKER_HOST={os.environ['DOCKER_HOST']}: "
+            "start it, or unset DOCKER_HOST to use the local engine."
+        )
     if not can_install():
-        raise Exit("No Docker engine answers. Start Docker (e.g. 'sudo systemctl start docker'), "
-                   "make sure your user may use it (the 'docker' group), then run the task again.")
+        raise Exit(
+            "No Docker engine answers. Start Docker (e.g. 'sudo systemctl start docker'), "
+            "make sure your user may use it (the 'docker' group), then run the task again."
+        )
     if not shutil.which("dockerd"):
         print("kit: no Docker engine here: installing Debian's docker.io (as root)", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"],
-                        ["apt-get", "install", "-y", "-qq", "docker.io"]):
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             if result.returncode != 0:
-                raise Exit(f"'{' '.join(command)}' failed, so no Docker engine could be installed:\n"
-                           f"{result.stderr[-2000:]}\nInstall Docker yourself, then run the task again.")
+                raise Exit(
+                    f"'{' '.join(command)}' failed, so no Docker engine could be installed:\n"
+                    f"{result.stderr[-2000:]}\nInstall Docker yourself, then run the task again."
+                )
     print(f"kit: starting dockerd in the background (log: {DOCKERD_LOG})", file=sys.stderr)
     with open(DOCKERD_LOG, "ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         client = ping()
@@ -59,8 +64,10 @@ def ensure_engine(wait_seconds: float = 60.0) -> docker.DockerClient:
             return client
         time.sleep(POLL_SECONDS)
     tail = _tail(DOCKERD_LOG)
-    raise Exit(f"dockerd did not answer within {wait_seconds:.0f}s. Its last log lines:\n{tail}\n"
-               "Fix what they say (often: another dockerd, or no overlay/iptables support), then retry.")
+    raise Exit(
+        f"dockerd did not answer within {wait_seconds:.0f}s. Its last log lines:\n{tail}\n"
+        "Fix what they say (often: another dockerd, or no overlay/iptables support), then retry."
+    )
 
 
 def _tail(path: str, lines: int = 15) -> str:

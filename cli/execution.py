@@ -6,6 +6,7 @@ The jobs take their master and storage root as arguments, so the tasks only choo
 - HostBackend: `python jobs/<job>.py --master local-cluster[2,2,2048]` on this machine with
   a local folder instead of HDFS; for hosts where no Docker engine can run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -26,8 +27,9 @@ from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, diagnose, host
 from jobs import result as result_line
 
 
-def run_job(cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None,
-            report=None, log: Path | None = None) -> dict:
+def run_job(
+    cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None, report=None, log: Path | None = None
+) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
 
     report: a status() the caller has just read, so the cluster is not asked twice.
@@ -73,7 +75,6 @@ def hdfs_url(c, project=None) -> str:
 
 def runs_url(c, project=None) -> str:
     return cluster_shape(c, project).default_fs + kit_settings(c).train.hdfs_runs
-
 
 
 class ResourceSampler:
@@ -122,8 +123,10 @@ class ResourceSampler:
         for name, rows in sorted(self.samples.items()):
             busy = [cpu for cpu, _ in rows[1:]] or [0.0]
             out[name.removeprefix(self.shape.container_name(""))] = {
-                "mean_cpu_percent": round(sum(busy) / len(busy), 1), "peak_memory_mb": round(max(m for _, m in rows), 1),
-                "samples": len(rows)}
+                "mean_cpu_percent": round(sum(busy) / len(busy), 1),
+                "peak_memory_mb": round(max(m for _, m in rows), 1),
+                "samples": len(rows),
+            }
         return out
 
 
@@ -141,13 +144,30 @@ class ClusterBackend:
         self.cluster = cluster or ready_cluster(c, project)
         self.data_url, self.runs_url = hdfs_url(c, project), runs_url(c, project)
 
-    def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
-            out: Path | None = None, report=None) -> dict:
+    def run(
+        self,
+        job: str,
+        args: list[str],
+        *,
+        plain=False,
+        cpus=None,
+        source: Path | None = None,
+        out: Path | None = None,
+        report=None,
+    ) -> dict:
         """jobs/<job>.py with {source} and {out} in args standing for the input and output folders."""
         args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
-        return run_job(self.cluster, job, args, mounts={str(source): DATA_MOUNT} if source else None,
-                       collect=(OUT, out) if out else None, plain=plain, cpus=cpus, report=report,
-                       log=job_log(kit_settings(self.c).data.results_dir, job))
+        return run_job(
+            self.cluster,
+            job,
+            args,
+            mounts={str(source): DATA_MOUNT} if source else None,
+            collect=(OUT, out) if out else None,
+            plain=plain,
+            cpus=cpus,
+            report=report,
+            log=job_log(kit_settings(self.c).data.results_dir, job),
+        )
 
     def read_json_if_exists(self, url: str) -> dict | None:
         found = self.cluster.webhdfs_read(hdfs_path(url))
@@ -182,19 +202,35 @@ class HostBackend:
         self.data_url = storage_root.rstrip("/") + kit_settings(c).data.hdfs_root
         self.runs_url = storage_root.rstrip("/") + kit_settings(c).train.hdfs_runs
 
-    def run(self, job: str, args: list[str], *, plain=False, cpus=None, source: Path | None = None,
-            out: Path | None = None, report=None) -> dict:
+    def run(
+        self,
+        job: str,
+        args: list[str],
+        *,
+        plain=False,
+        cpus=None,
+        source: Path | None = None,
+        out: Path | None = None,
+        report=None,
+    ) -> dict:
         args = [str(source) if a == "{source}" else str(out) if a == "{out}" else a for a in args]
         if out:
             out.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, str(PROJECT_DIR / "jobs" / f"{job}.py"), *args]
         if not plain:
             command += ["--master", self.master]
-        env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR), "PYSPARK_PYTHON": sys.executable,
-               "PYSPARK_DRIVER_PYTHON": sys.executable, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(PROJECT_DIR),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+            "TF_USE_LEGACY_KERAS": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
         output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job))
-        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1) as process:
+        with subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        ) as process:
             try:
                 for line in process.stdout:
                     output(line.rstrip("\n"))
@@ -225,8 +261,10 @@ def ensure_java() -> None:
     from cli.engine import can_install
 
     if not can_install():
-        raise Exit("kit: the embedded Spark needs Java 17 on this machine: install a JRE "
-                   "(Debian: apt-get install openjdk-17-jre-headless), then run the task again")
+        raise Exit(
+            "kit: the embedded Spark needs Java 17 on this machine: install a JRE "
+            "(Debian: apt-get install openjdk-17-jre-headless), then run the task again"
+        )
     print("kit: installing Java 17 for the embedded Spark (openjdk-17-jre-headless)", file=sys.stderr, flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "openjdk-17-jre-headless"]):

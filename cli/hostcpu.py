@@ -4,6 +4,7 @@ On a shared VM, steal makes every rate lower than the hardware gives, and uneven
 configurations run minutes apart; the bench reports it so such figures are not mistaken for
 the kit's own scaling.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,7 @@ STEAL_WARNING_PERCENT = 5.0
 def cpu_times(stat_text: str | None = None) -> dict[str, int]:
     """The aggregate 'cpu' line of /proc/stat, in clock ticks (guest time is already in user)."""
     text = stat_text if stat_text is not None else Path("/proc/stat").read_text()
-    values = [int(v) for v in text.splitlines()[0].split()[1:len(FIELDS) + 1]]
+    values = [int(v) for v in text.splitlines()[0].split()[1 : len(FIELDS) + 1]]
     return dict(zip(FIELDS, values + [0] * (len(FIELDS) - len(values))))
 
 
@@ -48,5 +49,7 @@ class StealMeter:
 def steal_warning(label: str, percent: float | None) -> str | None:
     if percent is None or percent < STEAL_WARNING_PERCENT:
         return None
-    return (f"the hypervisor took {percent}% of this machine's CPU time during {label} (steal): its rates are "
-            "lower than the hardware gives; run the bench again when the host is quiet")
+    return (
+        f"the hypervisor took {percent}% of this machine's CPU time during {label} (steal): its rates are "
+        "lower than the hardware gives; run the bench again when the host is quiet"
+    )

@@ -1,4 +1,5 @@
 """images.*: build the kit's Docker images (base, hadoop, spark)."""
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,7 @@ def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
     timings = {}
     try:
         started = time.monotonic()
-        debian = resolve_debian_base(client, settings.debian_image, settings.debian_mirror,
-                                     settings.prefix, say)
+        debian = resolve_debian_base(client, settings.debian_image, settings.debian_mirror, settings.prefix, say)
         timings["debian"] = time.monotonic() - started
         for spec in image_specs(settings.prefix, debian):
             line = LiveLine(f"kit: build {spec.tag}")
@@ -47,18 +47,23 @@ def ensure_images(c, client) -> None:
     states = {spec.tag: image_state(client, spec) for spec in specs[1:]}  # base is only built upon
     missing = [tag for tag, state in states.items() if state == "missing"]
     if missing:
-        say(f"images {', '.join(missing)} not built yet: building them now (minutes the first time, "
-            "cached afterwards)")
+        say(f"images {', '.join(missing)} not built yet: building them now (minutes the first time, cached afterwards)")
         build_all(c)
         return
     for tag, state in states.items():
         if state == "stale":
-            say(f"warning: image {tag} was built from older sources (its Dockerfile, scripts or pins changed "
-                "since): './kit images.build' rebuilds it; using it as it is")
+            say(
+                f"warning: image {tag} was built from older sources (its Dockerfile, scripts or pins changed "
+                "since): './kit images.build' rebuilds it; using it as it is"
+            )
 
 
-@task(help={"extra_ca_bundle": "PEM bundle trusted inside the builds: a path, 'auto' (the host's) or '' "
-                               "(default: images.extra_ca_bundle)"})
+@task(
+    help={
+        "extra_ca_bundle": "PEM bundle trusted inside the builds: a path, 'auto' (the host's) or '' "
+        "(default: images.extra_ca_bundle)"
+    }
+)
 def build(c, extra_ca_bundle=None):
     """Build the base, hadoop and spark images; unchanged layers come from the cache."""
     timings = build_all(c, extra_ca_bundle)

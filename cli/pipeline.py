@@ -1,4 +1,5 @@
 """stage and eda: run the dataset jobs on the cluster from a client container."""
+
 from __future__ import annotations
 
 import json
@@ -15,19 +16,24 @@ from cli.progress import say
 from cli.settings import kit_settings
 from cluster.lifecycle import diagnose, space_problem
 
-EXISTING_HELP = {"master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
-                 "hdfs": "that cluster's HDFS, e.g. hdfs://namenode.example:8020 (with --master)"}
+EXISTING_HELP = {
+    "master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
+    "hdfs": "that cluster's HDFS, e.g. hdfs://namenode.example:8020 (with --master)",
+}
 
 
-@task(help={"synthetic": "no dataset yet? generate the synthetic stand-in (see data.fetch)",
-            "from_": "no dataset yet? take it from this cifar-10-binary.tar.gz",
-            "shards": "TFRecord files per split (default data.shards)",
-            "force": "stage again even when HDFS already holds these inputs",
-            "embedded": "Spark's embedded local-cluster and a local folder instead of the containers and HDFS",
-            **EXISTING_HELP,
-            "project": "cluster name prefix"})
-def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=False, master=None, hdfs=None,
-          project=None):
+@task(
+    help={
+        "synthetic": "no dataset yet? generate the synthetic stand-in (see data.fetch)",
+        "from_": "no dataset yet? take it from this cifar-10-binary.tar.gz",
+        "shards": "TFRecord files per split (default data.shards)",
+        "force": "stage again even when HDFS already holds these inputs",
+        "embedded": "Spark's embedded local-cluster and a local folder instead of the containers and HDFS",
+        **EXISTING_HELP,
+        "project": "cluster name prefix",
+    }
+)
+def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=False, master=None, hdfs=None, project=None):
     """Fetch CIFAR-10 if needed, then stage it into HDFS as TFRecord shards with a manifest."""
     folder = ensure_dataset(c, from_=from_, synthetic=synthetic)
     stage_with(c, open_backend(c, project, embedded, master, hdfs), folder, shards, force)
@@ -49,16 +55,17 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
             problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
             if problem:
                 raise Exit(f"kit: nothing was staged: {problem}")
-        args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + \
-               (["--force"] if force else [])
+        args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + (["--force"] if force else [])
         result = backend.run("stage_cifar", args, source=Path(folder), report=report)
     state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
     sizes = result["shard_bytes"]
-    print(f"\n{backend.data_url}: {state}\n"
-          f"| split | records | shards | records per class |\n|---|---|---|---|\n"
-          f"| train | {result['train_records']} | {result['shards']} | {result['train_class_counts']} |\n"
-          f"| test | {result['test_records']} | {result['shards']} | {result['test_class_counts']} |\n"
-          f"train shard sizes: {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB; manifest checksum {result['checksum'][:16]}")
+    print(
+        f"\n{backend.data_url}: {state}\n"
+        f"| split | records | shards | records per class |\n|---|---|---|---|\n"
+        f"| train | {result['train_records']} | {result['shards']} | {result['train_class_counts']} |\n"
+        f"| test | {result['test_records']} | {result['shards']} | {result['test_class_counts']} |\n"
+        f"train shard sizes: {min(sizes) / 1e6:.2f}-{max(sizes) / 1e6:.2f} MB; manifest checksum {result['checksum'][:16]}"
+    )
     return result
 
 
@@ -81,9 +88,15 @@ def already_staged(backend, folder: Path, shards: int) -> dict | None:
     return summary({**manifest, "up_to_date": True})
 
 
-@task(help={"fraction": "share of records analysed (sampled in the executors)", "out": "local results folder",
-            "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
-            "project": "cluster name prefix"})
+@task(
+    help={
+        "fraction": "share of records analysed (sampled in the executors)",
+        "out": "local results folder",
+        "embedded": "Spark's embedded local-cluster and local storage (see stage)",
+        **EXISTING_HELP,
+        "project": "cluster name prefix",
+    }
+)
 def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, project=None):
     """Label, brightness, contrast and pixel-range statistics of the staged data, with figures."""
     eda_with(c, open_backend(c, project, embedded, master, hdfs), fraction, out)
@@ -91,15 +104,16 @@ def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, proje
 
 def eda_with(c, backend, fraction=1.0, out=None) -> dict:
     out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "eda").resolve()
-    result = backend.run("eda_cifar", ["--data", backend.data_url, "--out", "{out}", "--fraction", str(fraction)],
-                         out=out_dir)
+    result = backend.run("eda_cifar", ["--data", backend.data_url, "--out", "{out}", "--fraction", str(fraction)], out=out_dir)
     report = json.loads((out_dir / "eda.json").read_text())
     print(f"\nEDA of {backend.data_url} (fraction {report['fraction']}) in {result['seconds']}s")
     print("| split | images | mean pixel | mean brightness | mean contrast | mean pixel range |")
     print("|---|---|---|---|---|---|")
     for split, entry in report["splits"].items():
-        print(f"| {split} | {entry['records_analysed']} | {entry['mean_pixel_value']:.1f} | {entry['mean_brightness']:.1f} "
-              f"| {entry['mean_contrast']:.1f} | {entry['mean_pixel_range']:.1f} |")
+        print(
+            f"| {split} | {entry['records_analysed']} | {entry['mean_pixel_value']:.1f} | {entry['mean_brightness']:.1f} "
+            f"| {entry['mean_contrast']:.1f} | {entry['mean_pixel_range']:.1f} |"
+        )
     print("figures: " + ", ".join(str(out_dir / name) for name in report["figures"]) + f"\njson: {out_dir / 'eda.json'}")
     sys.stdout.flush()
     return report
@@ -110,41 +124,84 @@ def retry_args(c, attempts=None) -> list[str]:
     return ["--attempts", str(attempts or train.attempts), "--recovery-wait", str(train.recovery_wait)]
 
 
-@task(help={"slots": "barrier tasks (workers)", "epochs": "most epochs (early stopping may end sooner)",
-            "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
-            "cores_per_slot": "executor cores and TensorFlow threads per worker",
-            "steps_per_epoch": "default: one pass over the training set", "run_id": "name of the run folder",
-            "resume": "RUN_ID of an interrupted run: continue it from its last whole checkpoint, with its own settings",
-            "attempts": "barrier-stage submissions; each resumes from the last checkpoint (default train.attempts)",
-            "embedded": "Spark's embedded local-cluster and local storage (see stage)", **EXISTING_HELP,
-            "project": "cluster name prefix"})
-def train(c, slots=None, epochs=None, recipe=None, cores_per_slot=None, steps_per_epoch=None, run_id=None,
-          resume=None, attempts=None, embedded=False, master=None, hdfs=None, project=None):
+@task(
+    help={
+        "slots": "barrier tasks (workers)",
+        "epochs": "most epochs (early stopping may end sooner)",
+        "recipe": "paper (the reference protocol) or tuned (scaled learning rate with warm-up, augmentation)",
+        "cores_per_slot": "executor cores and TensorFlow threads per worker",
+        "steps_per_epoch": "default: one pass over the training set",
+        "run_id": "name of the run folder",
+        "resume": "RUN_ID of an interrupted run: continue it from its last whole checkpoint, with its own settings",
+        "attempts": "barrier-stage submissions; each resumes from the last checkpoint (default train.attempts)",
+        "embedded": "Spark's embedded local-cluster and local storage (see stage)",
+        **EXISTING_HELP,
+        "project": "cluster name prefix",
+    }
+)
+def train(
+    c,
+    slots=None,
+    epochs=None,
+    recipe=None,
+    cores_per_slot=None,
+    steps_per_epoch=None,
+    run_id=None,
+    resume=None,
+    attempts=None,
+    embedded=False,
+    master=None,
+    hdfs=None,
+    project=None,
+):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
     settings = kit_settings(c).train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
-    asked = {"--slots": slots, "--epochs": epochs, "--recipe": recipe, "--cores-per-slot": cores_per_slot,
-             "--steps-per-epoch": steps_per_epoch}
+    asked = {
+        "--slots": slots,
+        "--epochs": epochs,
+        "--recipe": recipe,
+        "--cores-per-slot": cores_per_slot,
+        "--steps-per-epoch": steps_per_epoch,
+    }
     if resume:  # the run keeps its own settings; only what was asked now is checked against them
         run_id = resume
         args = ["--resume", resume, *[str(part) for flag, value in asked.items() if value for part in (flag, value)]]
     else:
-        args = ["--slots", str(slots or settings.slots), "--epochs", str(epochs or settings.epochs),
-                "--recipe", recipe or settings.recipe, "--cores-per-slot", str(cores_per_slot or settings.cores_per_slot),
-                "--batch-per-worker", str(settings.batch_per_worker)]
+        args = [
+            "--slots",
+            str(slots or settings.slots),
+            "--epochs",
+            str(epochs or settings.epochs),
+            "--recipe",
+            recipe or settings.recipe,
+            "--cores-per-slot",
+            str(cores_per_slot or settings.cores_per_slot),
+            "--batch-per-worker",
+            str(settings.batch_per_worker),
+        ]
         args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]  # named here, so Ctrl-C can
-        args += ["--run-id", run_id]                                                # say what to resume
+        args += ["--run-id", run_id]  # say what to resume
     args = ["--data", backend.data_url, "--runs", backend.runs_url, *args, *retry_args(c, attempts)]
     try:
         result = backend.run("train_cnn", args)
     except JobInterrupted as interrupted:
-        raise JobInterrupted(interrupted.job, f"{backend.runs_url}/{run_id}.partial keeps its last whole checkpoint: "
-                                              f"'./kit train --resume {run_id}' continues it") from None
-    restarts = (f"; {result['restarts']} restart(s), resumed after epoch(s) {result['resumed_from_epochs']}, "
-                f"epochs redone {result['epochs_redone']}" if result.get("restarts") else "")
-    print(f"\nrun {result['run_dir']}: {result['epochs_run']} epochs on {result['slots']} slot(s) x "
-          f"{result['cores_per_slot']} core(s); test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}; "
-          f"training {result['train_seconds']}s (start-up {result['startup_seconds']}s), "
-          f"{result['steady_images_per_second']} images/s after epoch 1{restarts}")
+        raise JobInterrupted(
+            interrupted.job,
+            f"{backend.runs_url}/{run_id}.partial keeps its last whole checkpoint: "
+            f"'./kit train --resume {run_id}' continues it",
+        ) from None
+    restarts = (
+        f"; {result['restarts']} restart(s), resumed after epoch(s) {result['resumed_from_epochs']}, "
+        f"epochs redone {result['epochs_redone']}"
+        if result.get("restarts")
+        else ""
+    )
+    print(
+        f"\nrun {result['run_dir']}: {result['epochs_run']} epochs on {result['slots']} slot(s) x "
+        f"{result['cores_per_slot']} core(s); test accuracy {result['test_accuracy']:.4f}, loss {result['test_loss']:.4f}; "
+        f"training {result['train_seconds']}s (start-up {result['startup_seconds']}s), "
+        f"{result['steady_images_per_second']} images/s after epoch 1{restarts}"
+    )

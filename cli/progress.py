@@ -3,6 +3,7 @@
 A ticker thread keeps the line alive while the work itself is silent (pip downloading a large
 wheel prints nothing for a minute), so long work never looks hung.
 """
+
 from __future__ import annotations
 
 import re
@@ -79,7 +80,8 @@ TENSORFLOW_NOISE = re.compile(
     r"|TF-TRT Warning: Could not find TensorRT|Local rendezvous is aborting with status: OUT_OF_RANGE"
     r"|The calling iterator did not fully read the dataset being cached"
     r"|oneDNN custom operations are on|This TensorFlow binary is optimized|could not open file to read NUMA)"
-    r"|^\s+\[\[\{\{node IteratorGetNext\}\}\]\]$")  # the rendezvous line's own second line
+    r"|^\s+\[\[\{\{node IteratorGetNext\}\}\]\]$"
+)  # the rendezvous line's own second line
 
 
 class JobOutput:

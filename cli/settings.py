@@ -5,6 +5,7 @@ here: invoke.yaml holds every default, and a key it lacks is an error. Values ar
 the field's type and checked against its range before any work starts; a wrong one ends the
 task with one line naming the setting, its value and what it may be.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -113,7 +114,7 @@ class Settings:
 
 
 def slot_counts(text: str, name: str) -> list[int]:
-    """"1,2" -> [1, 2]: the slot counts a bench compares."""
+    """ "1,2" -> [1, 2]: the slot counts a bench compares."""
     try:
         counts = [int(part) for part in str(text).split(",") if part.strip()]
     except ValueError:
@@ -132,19 +133,36 @@ def convert(section: str, field: dataclasses.Field, kind: type, value):
             raise ValueError
         converted = kind(value)
     except (TypeError, ValueError):
-        raise Exit(f"kit: setting {name} = {value!r} is not {'an integer' if kind is int else 'a number'}: "
-                   f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}") from None
+        raise Exit(
+            f"kit: setting {name} = {value!r} is not {'an integer' if kind is int else 'a number'}: "
+            f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}"
+        ) from None
     low, high = field.metadata.get("low"), field.metadata.get("high")
     above, choices = field.metadata.get("above"), field.metadata.get("choices")
-    wrong = ((low is not None and converted < low) or (high is not None and converted > high)
-             or (above is not None and converted <= above) or (choices and converted not in choices))
+    wrong = (
+        (low is not None and converted < low)
+        or (high is not None and converted > high)
+        or (above is not None and converted <= above)
+        or (choices and converted not in choices)
+    )
     if wrong:
-        allowed = (f"one of {', '.join(choices)}" if choices else
-                   " and ".join(part for part in (f"at least {low}" if low is not None else "",
-                                                  f"above {above}" if above is not None else "",
-                                                  f"at most {high}" if high is not None else "") if part))
-        raise Exit(f"kit: setting {name} = {value!r} must be {allowed}: "
-                   f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}")
+        allowed = (
+            f"one of {', '.join(choices)}"
+            if choices
+            else " and ".join(
+                part
+                for part in (
+                    f"at least {low}" if low is not None else "",
+                    f"above {above}" if above is not None else "",
+                    f"at most {high}" if high is not None else "",
+                )
+                if part
+            )
+        )
+        raise Exit(
+            f"kit: setting {name} = {value!r} must be {allowed}: "
+            f"fix it in invoke.yaml or INVOKE_{section.upper()}_{field.name.upper()}"
+        )
     return converted
 
 
@@ -153,8 +171,9 @@ def section_from(config, section: str, cls):
     hints = typing.get_type_hints(cls)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in values]
     if missing:
-        raise Exit(f"kit: invoke.yaml has no {', '.join(f'{section}.{m}' for m in missing)}: "
-                   "restore it from the project's invoke.yaml")
+        raise Exit(
+            f"kit: invoke.yaml has no {', '.join(f'{section}.{m}' for m in missing)}: restore it from the project's invoke.yaml"
+        )
     return cls(**{f.name: convert(section, f, hints[f.name], values[f.name]) for f in dataclasses.fields(cls)})
 
 
@@ -163,8 +182,9 @@ def kit_settings(c: Context) -> Settings:
     config = c.config
     if "_dlkit_settings" not in config.__dict__:
         sections = typing.get_type_hints(Settings)
-        config.__dict__["_dlkit_settings"] = Settings(**{name: section_from(config, name, kind)
-                                                         for name, kind in sections.items()})
+        config.__dict__["_dlkit_settings"] = Settings(
+            **{name: section_from(config, name, kind) for name, kind in sections.items()}
+        )
     return config.__dict__["_dlkit_settings"]
 
 

@@ -5,6 +5,7 @@ configuration proves nothing. Each round measures every configuration once, and 
 taken within a round (its runs minutes apart, not an hour); the report gives the median of the
 rounds with their range. A target is met only when the whole range clears it.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -19,8 +20,13 @@ TARGETS = {
 
 def summarise(values: list[float]) -> dict:
     """Median and range of one figure over the rounds."""
-    return {"median": round(statistics.median(values), 3), "low": round(min(values), 3),
-            "high": round(max(values), 3), "rounds": len(values), "values": [round(v, 3) for v in values]}
+    return {
+        "median": round(statistics.median(values), 3),
+        "low": round(min(values), 3),
+        "high": round(max(values), 3),
+        "rounds": len(values),
+        "values": [round(v, 3) for v in values],
+    }
 
 
 MIN_ROUNDS = 3
@@ -69,11 +75,15 @@ def ratio_markdown(table: dict) -> str:
     if not table:
         return ""
     rounds = max(row["rounds"] for row in table.values())
-    lines = [f"\nRatios over {rounds} interleaved round(s): median [lowest - highest] against the target "
-             "(met only when the whole range clears it):\n",
-             "| ratio | what it compares | median | range | per round | target | verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"\nRatios over {rounds} interleaved round(s): median [lowest - highest] against the target "
+        "(met only when the whole range clears it):\n",
+        "| ratio | what it compares | median | range | per round | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in table.items():
-        lines.append(f"| {name} | {row['meaning']} | {row['median']:.3f} | {row['low']:.3f} - {row['high']:.3f} "
-                     f"| {', '.join(f'{v:.3f}' for v in row['values'])} | >= {row['target']:.2f} | {row['verdict']} |")
+        lines.append(
+            f"| {name} | {row['meaning']} | {row['median']:.3f} | {row['low']:.3f} - {row['high']:.3f} "
+            f"| {', '.join(f'{v:.3f}' for v in row['values'])} | >= {row['target']:.2f} | {row['verdict']} |"
+        )
     return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
 """test: the README's test command."""
+
 from __future__ import annotations
 
 import shlex
@@ -15,7 +16,7 @@ from cli.settings import kit_settings
 
 @task(help={"unit": "unit tests only: no Docker engine or images needed"})
 def test(c, unit=False):
-    """Run the tests: lint (ruff), unit tests, then the integration tests on a real containerised cluster.
+    """Run the tests: lint and format check (ruff), unit tests, then the integration tests on a real containerised cluster.
 
     Makes sure a Docker engine answers and the images are built (cached), then runs pytest.
     Extra pytest arguments: test.pytest_args, or after `--` (./kit test -- -k hdfs).
@@ -24,8 +25,12 @@ def test(c, unit=False):
     started = time.monotonic()
     lint = c.run(shlex.join([sys.executable, "-m", "ruff", "check", "--no-cache", "."]), warn=True, pty=False)
     if lint.exited:
-        raise Exit("kit: lint failed: fix what ruff names above ('.venv/bin/ruff check --fix .' sorts imports)",
-                   code=lint.exited)
+        raise Exit(
+            "kit: lint failed: fix what ruff names above ('.venv/bin/ruff check --fix .' sorts imports)", code=lint.exited
+        )
+    layout = c.run(shlex.join([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."]), warn=True, pty=False)
+    if layout.exited:
+        raise Exit("kit: format check failed: '.venv/bin/ruff format .' rewrites the files named above", code=layout.exited)
     phases["lint"] = time.monotonic() - started
     pytest_args = shlex.split(kit_settings(c).test.pytest_args or "") + args_after_double_dash()
     if unit:
@@ -39,7 +44,6 @@ def test(c, unit=False):
     env = {"TESTCONTAINERS_RYUK_DISABLED": "true"}
     result = c.run(shlex.join([sys.executable, "-m", "pytest", *pytest_args]), env=env, warn=True, pty=False)
     phases["pytest"] = time.monotonic() - started
-    print("kit: phase times: " + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in phases.items()),
-          file=sys.stderr)
+    print("kit: phase times: " + ", ".join(f"{name} {seconds:.0f}s" for name, seconds in phases.items()), file=sys.stderr)
     if result.exited:
         raise Exit("kit: tests failed", code=result.exited)

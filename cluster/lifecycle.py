@@ -3,6 +3,7 @@
 Every container, network and volume carries the label ``dlkit.project=<project>``, so `down`
 finds exactly what belongs to one cluster and two clusters never touch each other.
 """
+
 from __future__ import annotations
 
 import concurrent.futures
@@ -79,9 +80,13 @@ class Cluster:
                 for done in [pool.submit(self._start, service, network, say_whole) for service in group]:
                     done.result()
             # the folders as soon as the namenode can make them: the history server waits for its own
-            wait_healthy([(s.name, self.container(s.name)) for s in group],
-                         timeout=self.shape.startup_timeout, say=say, probe=self.probe,
-                         on_healthy={"namenode": lambda: self.prepare_hdfs(say)})
+            wait_healthy(
+                [(s.name, self.container(s.name)) for s in group],
+                timeout=self.shape.startup_timeout,
+                say=say,
+                probe=self.probe,
+                on_healthy={"namenode": lambda: self.prepare_hdfs(say)},
+            )
         return self.status()
 
     def restart(self, service: str, say: Say = print) -> dict:
@@ -126,8 +131,9 @@ class Cluster:
         found = self.client.networks.list(names=[self.shape.network])
         if found:
             return found[0]
-        return self.client.networks.create(self.shape.network, driver="bridge",
-                                           labels=self.shape.labels(), check_duplicate=True)
+        return self.client.networks.create(
+            self.shape.network, driver="bridge", labels=self.shape.labels(), check_duplicate=True
+        )
 
     def _start(self, service: Service, network, say: Say) -> None:
         container = self.container(service.name)
@@ -165,21 +171,33 @@ class Cluster:
                 setting = f"{service.name.replace('-', '_')}_ui_port"
                 raise ClusterError(
                     f"port {self.shape.bind_address}:{service.host_port} for the {service.name} UI is in use "
-                    f"({error.strerror}): set cluster.{setting} to a free port, or 0 to pick one") from error
+                    f"({error.strerror}): set cluster.{setting} to a free port, or 0 to pick one"
+                ) from error
 
     def create_kwargs(self, service: Service, network: str) -> dict:
         name = service.container_name(self.shape)
         kwargs = dict(
-            image=service.image, command=service.command, name=name, hostname=service.name,
-            environment=service.environment, labels=self.shape.labels(service.name),
+            image=service.image,
+            command=service.command,
+            name=name,
+            hostname=service.name,
+            environment=service.environment,
+            labels=self.shape.labels(service.name),
             network=network,
             networking_config={network: self.client.api.create_endpoint_config(aliases=[service.name])},
-            volumes={self.shape.volume_name(suffix): {"bind": path, "mode": "rw"}
-                     for suffix, path in service.volumes.items()},
-            nano_cpus=int(service.cpus * SECOND_NS), mem_limit=f"{int(service.memory_gb * 1024)}m",
-            healthcheck={"test": service.healthcheck, "interval": HEALTH_INTERVAL * SECOND_NS,
-                         "timeout": 5 * SECOND_NS, "retries": 3, "start_period": 0},
-            restart_policy={"Name": "unless-stopped"}, detach=True)
+            volumes={self.shape.volume_name(suffix): {"bind": path, "mode": "rw"} for suffix, path in service.volumes.items()},
+            nano_cpus=int(service.cpus * SECOND_NS),
+            mem_limit=f"{int(service.memory_gb * 1024)}m",
+            healthcheck={
+                "test": service.healthcheck,
+                "interval": HEALTH_INTERVAL * SECOND_NS,
+                "timeout": 5 * SECOND_NS,
+                "retries": 3,
+                "start_period": 0,
+            },
+            restart_policy={"Name": "unless-stopped"},
+            detach=True,
+        )
         if service.ui_port:
             kwargs["ports"] = {f"{service.ui_port}/tcp": (self.shape.bind_address, service.host_port or None)}
         return kwargs
@@ -196,8 +214,7 @@ class Cluster:
             raise ClusterError("the namenode container does not exist: run './kit up'")
         code, output = container.exec_run(["sh", "-c", hdfs_folders_script()])
         if code != 0:
-            raise ClusterError(f"preparing HDFS folders failed (exit code {code}):\n"
-                               f"{output.decode(errors='replace')[-3000:]}")
+            raise ClusterError(f"preparing HDFS folders failed (exit code {code}):\n{output.decode(errors='replace')[-3000:]}")
         say("hdfs: out of safe mode; /spark-events, /user/spark, /data, /runs and /tmp ready")
 
     def hdfs(self, args: list[str], check: bool = True) -> str:
@@ -220,8 +237,9 @@ class Cluster:
         if code == 0 and status == "404":
             return None
         if code != 0 or status != "200":
-            raise ClusterError(f"reading {path} from HDFS through WebHDFS failed (curl exit {code}, HTTP {status}):\n"
-                               f"{body[-1000:]}")
+            raise ClusterError(
+                f"reading {path} from HDFS through WebHDFS failed (curl exit {code}, HTTP {status}):\n{body[-1000:]}"
+            )
         return body
 
     def _running(self, service: str):
@@ -244,16 +262,25 @@ class Cluster:
         services = []
         for service in self.services:
             container = self.container(service.name)
-            entry = {"name": service.name, "container": service.container_name(self.shape),
-                     "state": container.status if container else "missing",
-                     "health": self._health_now(service.name, container) if container else None, "ui": None}
+            entry = {
+                "name": service.name,
+                "container": service.container_name(self.shape),
+                "state": container.status if container else "missing",
+                "health": self._health_now(service.name, container) if container else None,
+                "ui": None,
+            }
             if container is not None and service.ui_port:
                 bound = (container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{service.ui_port}/tcp")
                 if bound:
                     entry["ui"] = f"http://{bound[0]['HostIp']}:{bound[0]['HostPort']}"
             services.append(entry)
-        return {"project": self.shape.project, "network": self.shape.network,
-                "services": services, "hdfs": self._hdfs_status(), "spark": self._spark_status()}
+        return {
+            "project": self.shape.project,
+            "network": self.shape.network,
+            "services": services,
+            "hdfs": self._hdfs_status(),
+            "spark": self._spark_status(),
+        }
 
     def _hdfs_status(self) -> dict:
         try:
@@ -262,27 +289,44 @@ class Cluster:
             info = self.fetch_json("namenode", query + "NameNodeInfo")["beans"][0]
         except (ClusterError, KeyError, IndexError, ValueError) as error:
             return {"available": False, "error": str(error), "live_datanodes": 0}
-        return {"available": True, "url": self.shape.default_fs,
-                "safemode": info.get("Safemode") or "OFF",
-                "live_datanodes": state.get("NumLiveDataNodes", 0),
-                "dead_datanodes": state.get("NumDeadDataNodes", 0),
-                "under_replicated_blocks": state.get("UnderReplicatedBlocks", 0),
-                "capacity_bytes": state.get("CapacityTotal"), "used_bytes": state.get("CapacityUsed"),
-                "remaining_bytes": state.get("CapacityRemaining"), "files_and_dirs": state.get("FilesTotal")}
+        return {
+            "available": True,
+            "url": self.shape.default_fs,
+            "safemode": info.get("Safemode") or "OFF",
+            "live_datanodes": state.get("NumLiveDataNodes", 0),
+            "dead_datanodes": state.get("NumDeadDataNodes", 0),
+            "under_replicated_blocks": state.get("UnderReplicatedBlocks", 0),
+            "capacity_bytes": state.get("CapacityTotal"),
+            "used_bytes": state.get("CapacityUsed"),
+            "remaining_bytes": state.get("CapacityRemaining"),
+            "files_and_dirs": state.get("FilesTotal"),
+        }
 
     def _spark_status(self) -> dict:
         try:
             master = self.fetch_json("spark-master", "http://localhost:8080/json/")
         except (ClusterError, ValueError) as error:
             return {"available": False, "error": str(error), "workers": []}
-        workers = [{"host": w.get("host"), "state": w.get("state"), "cores": w.get("cores"),
-                    "cores_used": w.get("coresused"), "memory_mb": w.get("memory")}
-                   for w in master.get("workers", [])]
-        return {"available": True, "master": self.shape.master_url, "status": master.get("status"),
-                "alive_workers": master.get("aliveworkers"), "cores": master.get("cores"),
-                "workers": workers, "executor_cores": self.shape.executor_cores,
-                "executor_slots": sum(w["cores"] // self.shape.executor_cores
-                                      for w in workers if w["state"] == "ALIVE")}
+        workers = [
+            {
+                "host": w.get("host"),
+                "state": w.get("state"),
+                "cores": w.get("cores"),
+                "cores_used": w.get("coresused"),
+                "memory_mb": w.get("memory"),
+            }
+            for w in master.get("workers", [])
+        ]
+        return {
+            "available": True,
+            "master": self.shape.master_url,
+            "status": master.get("status"),
+            "alive_workers": master.get("aliveworkers"),
+            "cores": master.get("cores"),
+            "workers": workers,
+            "executor_cores": self.shape.executor_cores,
+            "executor_slots": sum(w["cores"] // self.shape.executor_cores for w in workers if w["state"] == "ALIVE"),
+        }
 
     # ---- down ----------------------------------------------------------------------------
     def down(self, volumes: bool = False, say: Say = print) -> list[str]:
@@ -313,13 +357,20 @@ class Cluster:
 
     def leftovers(self) -> dict[str, list[str]]:
         selector = self.shape.selector
-        return {"containers": [c.name for c in self.client.containers.list(all=True, filters=selector)],
-                "networks": [n.name for n in self.client.networks.list(filters=selector)],
-                "volumes": [v.name for v in self.client.volumes.list(filters=selector)]}
+        return {
+            "containers": [c.name for c in self.client.containers.list(all=True, filters=selector)],
+            "networks": [n.name for n in self.client.networks.list(filters=selector)],
+            "volumes": [v.name for v in self.client.volumes.list(filters=selector)],
+        }
 
     # ---- clients -------------------------------------------------------------------------
-    def client_kwargs(self, command: list[str], project_dir: Path | None = None,
-                      mounts: dict[str, str] | None = None, cpus: float | None = None) -> dict:
+    def client_kwargs(
+        self,
+        command: list[str],
+        project_dir: Path | None = None,
+        mounts: dict[str, str] | None = None,
+        cpus: float | None = None,
+    ) -> dict:
         """A spark-submit container on the cluster network: the driver never runs on the host.
 
         project_dir is mounted read-only at /opt/dlkit (and put on PYTHONPATH); mounts maps
@@ -329,24 +380,39 @@ class Cluster:
         environment = dict(self.service("spark-master").environment)
         environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
         environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
-        environment["SPARK-DEFAULTS.CONF_spark.driver.extraJavaOptions"] = \
+        environment["SPARK-DEFAULTS.CONF_spark.driver.extraJavaOptions"] = (
             "-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties"
+        )
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
-        kwargs = dict(image=self.shape.spark_image, command=command, name=name, hostname=name,
-                      environment=environment, labels=self.shape.labels("client"),
-                      network=self.shape.network,
-                      nano_cpus=int((cpus or min(2, host_cpus(self.client))) * SECOND_NS),
-                      mem_limit="3g", detach=True, volumes=volumes)
+        kwargs = dict(
+            image=self.shape.spark_image,
+            command=command,
+            name=name,
+            hostname=name,
+            environment=environment,
+            labels=self.shape.labels("client"),
+            network=self.shape.network,
+            nano_cpus=int((cpus or min(2, host_cpus(self.client))) * SECOND_NS),
+            mem_limit="3g",
+            detach=True,
+            volumes=volumes,
+        )
         if project_dir is not None:
             volumes[str(project_dir)] = {"bind": "/opt/dlkit", "mode": "ro"}
             kwargs["working_dir"] = "/opt/dlkit"
             kwargs["environment"]["PYTHONPATH"] = "/opt/dlkit"
         return kwargs
 
-    def run_client(self, command: list[str], project_dir: Path | None = None,
-                   out: Callable[[str], None] = print, mounts: dict[str, str] | None = None,
-                   collect: tuple[str, Path] | None = None, cpus: float | None = None,
-                   timeout: float | None = None) -> int:
+    def run_client(
+        self,
+        command: list[str],
+        project_dir: Path | None = None,
+        out: Callable[[str], None] = print,
+        mounts: dict[str, str] | None = None,
+        collect: tuple[str, Path] | None = None,
+        cpus: float | None = None,
+        timeout: float | None = None,
+    ) -> int:
         """Run a client container to completion, streaming its output; returns its exit code.
 
         collect=(container folder, host folder) copies what the job wrote there out to the host
@@ -396,7 +462,8 @@ def hdfs_folders_script(user: str = "spark", superuser: str = "hadoop") -> str:
     calls += [f"{base}{path}?op=SETOWNER&owner={user}&group={user}" for path in JOB_FOLDERS]
     calls += [f"{base}/tmp?op=SETPERMISSION&permission=1777"]
     return "set -e; " + "; ".join(
-        f"curl -sS --fail-with-body --max-time 20 -X PUT '{url}&user.name={superuser}'" for url in calls)
+        f"curl -sS --fail-with-body --max-time 20 -X PUT '{url}&user.name={superuser}'" for url in calls
+    )
 
 
 def diagnose(report: dict) -> str | None:
@@ -408,13 +475,16 @@ def diagnose(report: dict) -> str | None:
     if len(missing) == len(services):
         return "the cluster is not up: run './kit up'"
     if missing or stopped:
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-                ([f"stopped {', '.join(stopped)}"] if stopped else [])
-        return (f"the cluster is half-started ({'; '.join(parts)}): './kit up' starts what is missing and keeps the "
-                "data; './kit down' then './kit up' starts afresh")
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"stopped {', '.join(stopped)}"] if stopped else [])
+        return (
+            f"the cluster is half-started ({'; '.join(parts)}): './kit up' starts what is missing and keeps the "
+            "data; './kit down' then './kit up' starts afresh"
+        )
     if sick:
-        return (f"{', '.join(sick)} not healthy yet: wait, or see './kit logs {sick[0]}'; "
-                f"'./kit restart {sick[0]}' restarts it keeping the data")
+        return (
+            f"{', '.join(sick)} not healthy yet: wait, or see './kit logs {sick[0]}'; "
+            f"'./kit restart {sick[0]}' restarts it keeping the data"
+        )
     hdfs = report["hdfs"]
     if hdfs.get("available") and hdfs.get("dead_datanodes"):
         return f"{hdfs['dead_datanodes']} datanode(s) dead: './kit up' starts stopped ones again"
@@ -428,9 +498,11 @@ def space_problem(report: dict, needed_bytes: int) -> str | None:
         return None  # the health checks report an unavailable HDFS on their own
     if hdfs["remaining_bytes"] >= needed_bytes:
         return None
-    return (f"HDFS has {hdfs['remaining_bytes'] / 1e9:.2f} GB free but this needs about {needed_bytes / 1e9:.2f} GB "
-            "(replicas included): free space on the Docker host (docker system df), remove old runs "
-            "('./kit submit' with hdfs dfs -rm), or lower cluster.replication")
+    return (
+        f"HDFS has {hdfs['remaining_bytes'] / 1e9:.2f} GB free but this needs about {needed_bytes / 1e9:.2f} GB "
+        "(replicas included): free space on the Docker host (docker system df), remove old runs "
+        "('./kit submit' with hdfs dfs -rm), or lower cluster.replication"
+    )
 
 
 def copy_out(container, inside: str, host_dir: Path) -> None:

@@ -4,6 +4,7 @@ Docker runs each check only every HEALTH_INTERVAL seconds: a `docker exec` of Py
 containers every 2 s cost a measurable share of a 2-core host during training. While a
 service starts, the kit runs the same check itself each second instead (a probe).
 """
+
 from __future__ import annotations
 
 import time
@@ -31,15 +32,21 @@ def last_health_output(container) -> str:
 
 
 def diagnosis(name: str, container, why: str, probed: str | None = None) -> str:
-    return (f"{name} {why}.\n  last health check: {probed or last_health_output(container)}\n"
-            f"  last log lines of {container.name}:\n" +
-            "\n".join("    " + line for line in last_logs(container).splitlines()))
+    return (
+        f"{name} {why}.\n  last health check: {probed or last_health_output(container)}\n"
+        f"  last log lines of {container.name}:\n" + "\n".join("    " + line for line in last_logs(container).splitlines())
+    )
 
 
-def wait_healthy(named_containers: list[tuple[str, object]], timeout: float,
-                 say: Callable[[str], None] = print, clock=time.monotonic, sleep=time.sleep,
-                 probe: Callable[[str, object], tuple[bool, str]] | None = None,
-                 on_healthy: dict[str, Callable[[], None]] | None = None) -> float:
+def wait_healthy(
+    named_containers: list[tuple[str, object]],
+    timeout: float,
+    say: Callable[[str], None] = print,
+    clock=time.monotonic,
+    sleep=time.sleep,
+    probe: Callable[[str, object], tuple[bool, str]] | None = None,
+    on_healthy: dict[str, Callable[[], None]] | None = None,
+) -> float:
     """Wait until every container is healthy; fail fast when one exits. Returns seconds.
 
     probe(name, container) -> (ready, what it saw) runs the health check now; without it the

@@ -4,6 +4,7 @@ A ``ClusterShape`` is what a user sets (invoke.yaml); ``plan(shape)`` validates 
 into ``Service`` specs (image, command, rendered-config environment, limits, health check),
 before any container exists.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -27,6 +28,7 @@ class TopologyError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ClusterShape:
     """What a cluster is made of; its values come from invoke.yaml's cluster section (cli/settings.py)."""
+
     project: str
     hadoop_image: str
     spark_image: str
@@ -82,18 +84,18 @@ class ClusterShape:
 
 @dataclasses.dataclass(frozen=True)
 class Service:
-    name: str                    # also its hostname and network alias
-    role: str                    # namenode, datanode, spark-master, spark-worker, spark-history
+    name: str  # also its hostname and network alias
+    role: str  # namenode, datanode, spark-master, spark-worker, spark-history
     image: str
     command: list[str]
     environment: dict[str, str]
     cpus: float
     memory_gb: float
     healthcheck: list[str]
-    stage: int                   # start order: the kit starts stage 1 once stage 0 is healthy
+    stage: int  # start order: the kit starts stage 1 once stage 0 is healthy
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # volume suffix -> path
-    ui_port: int | None = None   # container port of its web UI
-    host_port: int = 0           # 0: any free port on the host
+    ui_port: int | None = None  # container port of its web UI
+    host_port: int = 0  # 0: any free port on the host
 
     def container_name(self, shape: ClusterShape) -> str:
         return shape.container_name(self.name)
@@ -106,23 +108,33 @@ def validate(shape: ClusterShape) -> None:
     if shape.datanodes < 1:
         problems.append("cluster.datanodes must be at least 1")
     if not 1 <= shape.replication <= shape.datanodes:
-        problems.append(f"cluster.replication={shape.replication} needs 1..{shape.datanodes} "
-                        f"(cluster.datanodes={shape.datanodes}): a block cannot have more replicas than datanodes")
+        problems.append(
+            f"cluster.replication={shape.replication} needs 1..{shape.datanodes} "
+            f"(cluster.datanodes={shape.datanodes}): a block cannot have more replicas than datanodes"
+        )
     if shape.executor_cores < 1 or shape.executor_memory_gb < 1:
         problems.append("cluster.executor_cores and cluster.executor_memory_gb must be at least 1")
     elif shape.executor_cores > shape.worker_cores:
-        problems.append(f"cluster.executor_cores={shape.executor_cores} exceeds cluster.worker_cores="
-                        f"{shape.worker_cores}: no executor could start")
+        problems.append(
+            f"cluster.executor_cores={shape.executor_cores} exceeds cluster.worker_cores="
+            f"{shape.worker_cores}: no executor could start"
+        )
     elif shape.worker_cores % shape.executor_cores:
-        problems.append(f"cluster.worker_cores={shape.worker_cores} is not a multiple of cluster.executor_cores="
-                        f"{shape.executor_cores}: cores would sit idle; make it a multiple")
+        problems.append(
+            f"cluster.worker_cores={shape.worker_cores} is not a multiple of cluster.executor_cores="
+            f"{shape.executor_cores}: cores would sit idle; make it a multiple"
+        )
     elif shape.executors * shape.executor_memory_gb > shape.worker_memory_gb:
-        problems.append(f"{shape.executors} executors x {shape.executor_memory_gb} GB do not fit in "
-                        f"cluster.worker_memory_gb={shape.worker_memory_gb}: raise it or lower the executors' memory")
+        problems.append(
+            f"{shape.executors} executors x {shape.executor_memory_gb} GB do not fit in "
+            f"cluster.worker_memory_gb={shape.worker_memory_gb}: raise it or lower the executors' memory"
+        )
     if shape.worker_container_memory_gb < shape.worker_memory_gb + 1:
-        problems.append(f"cluster.worker_container_memory_gb={shape.worker_container_memory_gb} leaves no room "
-                        f"beyond the executors' {shape.worker_memory_gb} GB: give it at least "
-                        f"{shape.worker_memory_gb + 1} (Python and JVM overhead live there too)")
+        problems.append(
+            f"cluster.worker_container_memory_gb={shape.worker_container_memory_gb} leaves no room "
+            f"beyond the executors' {shape.worker_memory_gb} GB: give it at least "
+            f"{shape.worker_memory_gb + 1} (Python and JVM overhead live there too)"
+        )
     for key in ("namenode_ui_port", "spark_master_ui_port", "spark_worker_ui_port", "spark_history_ui_port"):
         port = getattr(shape, key)
         if not 0 <= port <= 65535:
@@ -217,45 +229,111 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
     validate(shape)
     warnings = []
     if shape.worker_cores > host_cpus:
-        warnings.append(f"the worker offers {shape.worker_cores} cores but the host has {host_cpus}: "
-                        f"its CPU quota is capped at {host_cpus}, so executors share cores")
+        warnings.append(
+            f"the worker offers {shape.worker_cores} cores but the host has {host_cpus}: "
+            f"its CPU quota is capped at {host_cpus}, so executors share cores"
+        )
     hadoop_env = hadoop_environment(shape)
     spark_env = spark_environment(shape)
-    services = [Service(
-        name="namenode", role="namenode", image=shape.hadoop_image, command=["hdfs", "namenode"],
-        environment=hadoop_env, cpus=capped(1, host_cpus), memory_gb=1.5,
-        healthcheck=HEALTHCHECK + ["namenode", "9870", str(shape.datanodes)], stage=0,
-        volumes={"namenode": "/data"}, ui_port=9870, host_port=shape.namenode_ui_port)]
+    services = [
+        Service(
+            name="namenode",
+            role="namenode",
+            image=shape.hadoop_image,
+            command=["hdfs", "namenode"],
+            environment=hadoop_env,
+            cpus=capped(1, host_cpus),
+            memory_gb=1.5,
+            healthcheck=HEALTHCHECK + ["namenode", "9870", str(shape.datanodes)],
+            stage=0,
+            volumes={"namenode": "/data"},
+            ui_port=9870,
+            host_port=shape.namenode_ui_port,
+        )
+    ]
     for index in range(1, shape.datanodes + 1):
-        services.append(Service(
-            name=f"datanode-{index}", role="datanode", image=shape.hadoop_image,
-            command=["hdfs", "datanode"], environment=hadoop_env, cpus=capped(1, host_cpus),
-            memory_gb=1.0, healthcheck=HEALTHCHECK + ["datanode", "9864"], stage=0,
-            volumes={f"datanode-{index}": "/data"}))
+        services.append(
+            Service(
+                name=f"datanode-{index}",
+                role="datanode",
+                image=shape.hadoop_image,
+                command=["hdfs", "datanode"],
+                environment=hadoop_env,
+                cpus=capped(1, host_cpus),
+                memory_gb=1.0,
+                healthcheck=HEALTHCHECK + ["datanode", "9864"],
+                stage=0,
+                volumes={f"datanode-{index}": "/data"},
+            )
+        )
     services += [
-        Service(name="spark-master", role="spark-master", image=shape.spark_image,
-                command=["spark-class", "org.apache.spark.deploy.master.Master", "--host", "spark-master",
-                         "--port", str(SPARK_MASTER_PORT), "--webui-port", "8080"],
-                environment=spark_env, cpus=capped(1, host_cpus), memory_gb=1.0,
-                healthcheck=HEALTHCHECK + ["spark-master", "8080"], stage=0,
-                ui_port=8080, host_port=shape.spark_master_ui_port),
-        Service(name="spark-worker", role="spark-worker", image=shape.spark_image,
-                command=["spark-class", "org.apache.spark.deploy.worker.Worker",
-                         "--host", "spark-worker", "--webui-port", "8081",
-                         "--cores", str(shape.worker_cores), "--memory", f"{shape.worker_memory_gb}g",
-                         "--work-dir", "/opt/spark/work", shape.master_url],
-                environment={**spark_env, **waits_for(shape, f"port spark-master:{SPARK_MASTER_PORT}")},
-                cpus=capped(shape.worker_cores, host_cpus),
-                memory_gb=shape.worker_container_memory_gb,
-                healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker",
-                                           str(shape.worker_cores)], stage=0,
-                ui_port=8081, host_port=shape.spark_worker_ui_port),
-        Service(name="spark-history", role="spark-history", image=shape.spark_image,
-                command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
-                environment={**spark_env, **waits_for(shape, "http " + shlex.quote(
-                    f"http://namenode:9870/webhdfs/v1{HDFS_EVENTS_DIR}?op=GETFILESTATUS&user.name=spark"))},
-                cpus=capped(1, host_cpus), memory_gb=1.0,
-                healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"], stage=0,
-                ui_port=18080, host_port=shape.spark_history_ui_port),
+        Service(
+            name="spark-master",
+            role="spark-master",
+            image=shape.spark_image,
+            command=[
+                "spark-class",
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "spark-master",
+                "--port",
+                str(SPARK_MASTER_PORT),
+                "--webui-port",
+                "8080",
+            ],
+            environment=spark_env,
+            cpus=capped(1, host_cpus),
+            memory_gb=1.0,
+            healthcheck=HEALTHCHECK + ["spark-master", "8080"],
+            stage=0,
+            ui_port=8080,
+            host_port=shape.spark_master_ui_port,
+        ),
+        Service(
+            name="spark-worker",
+            role="spark-worker",
+            image=shape.spark_image,
+            command=[
+                "spark-class",
+                "org.apache.spark.deploy.worker.Worker",
+                "--host",
+                "spark-worker",
+                "--webui-port",
+                "8081",
+                "--cores",
+                str(shape.worker_cores),
+                "--memory",
+                f"{shape.worker_memory_gb}g",
+                "--work-dir",
+                "/opt/spark/work",
+                shape.master_url,
+            ],
+            environment={**spark_env, **waits_for(shape, f"port spark-master:{SPARK_MASTER_PORT}")},
+            cpus=capped(shape.worker_cores, host_cpus),
+            memory_gb=shape.worker_container_memory_gb,
+            healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker", str(shape.worker_cores)],
+            stage=0,
+            ui_port=8081,
+            host_port=shape.spark_worker_ui_port,
+        ),
+        Service(
+            name="spark-history",
+            role="spark-history",
+            image=shape.spark_image,
+            command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
+            environment={
+                **spark_env,
+                **waits_for(
+                    shape,
+                    "http " + shlex.quote(f"http://namenode:9870/webhdfs/v1{HDFS_EVENTS_DIR}?op=GETFILESTATUS&user.name=spark"),
+                ),
+            },
+            cpus=capped(1, host_cpus),
+            memory_gb=1.0,
+            healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"],
+            stage=0,
+            ui_port=18080,
+            host_port=shape.spark_history_ui_port,
+        ),
     ]
     return services, warnings

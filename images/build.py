@@ -3,6 +3,7 @@
 Versions live in one place each (the Dockerfiles' ARGs, images/spark/requirements.txt) and
 are read from there into the image tags, so a tag always says what is inside.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,8 @@ class BuildError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
-    name: str          # folder under images/
-    tag: str           # full reference, versions included
+    name: str  # folder under images/
+    tag: str  # full reference, versions included
     buildargs: dict
 
 
@@ -63,25 +64,24 @@ def image_specs(prefix: str, debian_image: str) -> list[ImageSpec]:
     pins = requirement_pins()
     return [
         ImageSpec("base", base, {"DEBIAN_IMAGE": debian_image}),
-        ImageSpec("hadoop", f"{prefix}-hadoop:{dockerfile_arg('hadoop', 'HADOOP_VERSION')}",
-                  {"BASE_IMAGE": base}),
-        ImageSpec("spark", f"{prefix}-spark:{pins['pyspark']}-tf{pins['tensorflow']}",
-                  {"BASE_IMAGE": base}),
+        ImageSpec("hadoop", f"{prefix}-hadoop:{dockerfile_arg('hadoop', 'HADOOP_VERSION')}", {"BASE_IMAGE": base}),
+        ImageSpec("spark", f"{prefix}-spark:{pins['pyspark']}-tf{pins['tensorflow']}", {"BASE_IMAGE": base}),
     ]
 
 
 # Where distributions keep the system's trusted CAs, in the order they are tried.
 SYSTEM_CA_BUNDLES = (
-    "/etc/ssl/certs/ca-certificates.crt",                 # Debian, Ubuntu, Alpine
-    "/etc/pki/tls/certs/ca-bundle.crt",                   # RHEL, Fedora, CentOS
-    "/etc/ssl/ca-bundle.pem",                             # openSUSE
+    "/etc/ssl/certs/ca-certificates.crt",  # Debian, Ubuntu, Alpine
+    "/etc/pki/tls/certs/ca-bundle.crt",  # RHEL, Fedora, CentOS
+    "/etc/ssl/ca-bundle.pem",  # openSUSE
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",  # RHEL's extracted bundle
-    "/etc/ssl/cert.pem",                                  # Alpine, macOS
+    "/etc/ssl/cert.pem",  # Alpine, macOS
 )
 
 
-def resolve_ca_bundle(setting: str, environ=os.environ,
-                      candidates: tuple[str, ...] = SYSTEM_CA_BUNDLES) -> tuple[str | None, str]:
+def resolve_ca_bundle(
+    setting: str, environ=os.environ, candidates: tuple[str, ...] = SYSTEM_CA_BUNDLES
+) -> tuple[str | None, str]:
     """The PEM bundle the builds trust, and where it came from.
 
     'auto' means what the host trusts: SSL_CERT_FILE or REQUESTS_CA_BUNDLE when set, else the
@@ -129,17 +129,16 @@ def build_context(image: str, extra_ca_bundle: str | None) -> io.BytesIO:
     if extra_ca_bundle:
         path = Path(extra_ca_bundle).expanduser()
         if not path.is_file():
-            raise BuildError(f"images.extra_ca_bundle={extra_ca_bundle} is not a file: "
-                             "point it at a PEM bundle, or set it to '' for none")
+            raise BuildError(
+                f"images.extra_ca_bundle={extra_ca_bundle} is not a file: point it at a PEM bundle, or set it to '' for none"
+            )
         certificates = split_pem_bundle(path.read_text(errors="replace"))
         if not certificates:
-            raise BuildError(f"{extra_ca_bundle} holds no PEM certificate "
-                             "('-----BEGIN CERTIFICATE-----' blocks)")
+            raise BuildError(f"{extra_ca_bundle} holds no PEM certificate ('-----BEGIN CERTIFICATE-----' blocks)")
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for folder in (image, "common"):
-            tar.add(IMAGES_DIR / folder, arcname=folder,
-                    filter=lambda info: None if "__pycache__" in info.name else info)
+            tar.add(IMAGES_DIR / folder, arcname=folder, filter=lambda info: None if "__pycache__" in info.name else info)
         tar.addfile(_dir_info("extra-ca"))
         for index, pem in enumerate(certificates):
             data = pem.encode()
@@ -164,8 +163,9 @@ def image_exists(client: docker.DockerClient, reference: str) -> bool:
         return False
 
 
-def resolve_debian_base(client: docker.DockerClient, debian_image: str, mirror: str,
-                        prefix: str, say: Callable[[str], None]) -> str:
+def resolve_debian_base(
+    client: docker.DockerClient, debian_image: str, mirror: str, prefix: str, say: Callable[[str], None]
+) -> str:
     """debian_image when present or pullable, else a local bookworm built with debootstrap."""
     if image_exists(client, debian_image):
         say(f"base: using {debian_image} (already present)")
@@ -187,35 +187,43 @@ def resolve_debian_base(client: docker.DockerClient, debian_image: str, mirror: 
 
 def debootstrap_image(client: docker.DockerClient, reference: str, mirror: str) -> None:
     if os.geteuid() != 0:
-        raise BuildError("no registry answers and building a local base with debootstrap needs "
-                         "root: run as root once, or set images.debian_image to an image you have")
+        raise BuildError(
+            "no registry answers and building a local base with debootstrap needs "
+            "root: run as root once, or set images.debian_image to an image you have"
+        )
     if not shutil.which("debootstrap"):
         if not shutil.which("apt-get"):
-            raise BuildError("no registry answers and debootstrap is not installed: install it, "
-                             "or set images.debian_image to an image you have")
+            raise BuildError(
+                "no registry answers and debootstrap is not installed: install it, "
+                "or set images.debian_image to an image you have"
+            )
         for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "debootstrap"]):
-            done = subprocess.run(command, capture_output=True, text=True,
-                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+            done = subprocess.run(
+                command, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            )
             if done.returncode:
-                raise BuildError(f"'{' '.join(command)}' failed, so debootstrap could not be installed:\n"
-                                 f"{done.stderr[-1500:]}")
+                raise BuildError(f"'{' '.join(command)}' failed, so debootstrap could not be installed:\n{done.stderr[-1500:]}")
     with tempfile.TemporaryDirectory(prefix="dlkit-rootfs-", dir="/var/tmp") as work:
         rootfs = Path(work) / "rootfs"
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
-            capture_output=True, text=True)
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror], capture_output=True, text=True
+        )
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
             raise BuildError(f"debootstrap from {mirror} failed; check images.debian_mirror:\n{tail}")
         archive = Path(work) / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."],
-                       check=True)
+        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
         repository, tag = reference.rsplit(":", 1)
         client.api.import_image_from_file(str(archive), repository=repository, tag=tag)
 
 
-TLS_FAILURES = ("PKIX path building failed", "CERTIFICATE_VERIFY_FAILED", "certificate verify failed",
-                "SSLCertVerificationError", "server certificate verification failed")
+TLS_FAILURES = (
+    "PKIX path building failed",
+    "CERTIFICATE_VERIFY_FAILED",
+    "certificate verify failed",
+    "SSLCertVerificationError",
+    "server certificate verification failed",
+)
 
 
 def certificate_hint(build_log: str, extra_ca_bundle: str | None) -> str:
@@ -223,30 +231,46 @@ def certificate_hint(build_log: str, extra_ca_bundle: str | None) -> str:
     if not any(marker in build_log for marker in TLS_FAILURES):
         return ""
     now = f" (now: {extra_ca_bundle})" if extra_ca_bundle else " (now: none)"
-    return ("\nHTTPS inside the build did not trust the server's certificate: a proxy with its own CA? "
-            "Set images.extra_ca_bundle to a PEM bundle that includes it" + now +
-            " (default 'auto': the host's own bundle), e.g. INVOKE_IMAGES_EXTRA_CA_BUNDLE=/path/to/bundle.pem")
+    return (
+        "\nHTTPS inside the build did not trust the server's certificate: a proxy with its own CA? "
+        "Set images.extra_ca_bundle to a PEM bundle that includes it"
+        + now
+        + " (default 'auto': the host's own bundle), e.g. INVOKE_IMAGES_EXTRA_CA_BUNDLE=/path/to/bundle.pem"
+    )
 
 
-def build_image(client: docker.DockerClient, spec: ImageSpec, extra_ca_bundle: str | None,
-                log_path: Path, on_step: Callable[[str, str], None]) -> str:
+def build_image(
+    client: docker.DockerClient,
+    spec: ImageSpec,
+    extra_ca_bundle: str | None,
+    log_path: Path,
+    on_step: Callable[[str, str], None],
+) -> str:
     """Build one image with the layer cache; the full log goes to log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     context = build_context(spec.name, extra_ca_bundle)
     step = "starting"
     with open(log_path, "w", encoding="utf-8") as log:
         stream = client.api.build(
-            fileobj=context, custom_context=True, dockerfile=f"{spec.name}/Dockerfile",
-            tag=spec.tag, buildargs=spec.buildargs, labels={SOURCE_LABEL: source_digest(spec)},
-            rm=True, forcerm=True, decode=True)
+            fileobj=context,
+            custom_context=True,
+            dockerfile=f"{spec.name}/Dockerfile",
+            tag=spec.tag,
+            buildargs=spec.buildargs,
+            labels={SOURCE_LABEL: source_digest(spec)},
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
         for chunk in stream:
             if "error" in chunk:
                 log.write(chunk["error"] + "\n")
                 log.flush()
                 text = log_path.read_text()
                 tail = "\n".join(text.splitlines()[-25:])
-                raise BuildError(f"building {spec.tag} failed (full log: {log_path}):\n{tail}"
-                                 + certificate_hint(text, extra_ca_bundle))
+                raise BuildError(
+                    f"building {spec.tag} failed (full log: {log_path}):\n{tail}" + certificate_hint(text, extra_ca_bundle)
+                )
             text = chunk.get("stream", "")
             if text:
                 log.write(text)

@@ -6,6 +6,7 @@ the last K, the final model, metrics.json, the sharding evidence); the others sa
 temporary folders that are removed, as collective saving needs every worker. An attempt resumes
 from the chief's last whole checkpoint (jobs/resume.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,26 +54,41 @@ def train_fn(config: dict):
     global_batch = config["batch_per_worker"] * workers
     fetch = input_pipeline.make_fetch(config["data"], os.path.join(local, "shards"))
     # short epochs train (and validate) on the records one epoch reads, cached in epoch 1
-    train = input_pipeline.make_dataset(config["data"], config["train_files"], global_batch, training=True,
-                                        seed=config["seed"], augmentation=config["recipe"] == "tuned", fetch=fetch,
-                                        records=config["epoch_records"])
-    test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False,
-                                       fetch=fetch)
+    train = input_pipeline.make_dataset(
+        config["data"],
+        config["train_files"],
+        global_batch,
+        training=True,
+        seed=config["seed"],
+        augmentation=config["recipe"] == "tuned",
+        fetch=fetch,
+        records=config["epoch_records"],
+    )
+    test = input_pipeline.make_dataset(config["data"], config["test_files"], global_batch, training=False, fetch=fetch)
     validation_batches = validation_steps(config["validation_records"], config["test_records"], global_batch)
-    validation = test if validation_batches is None else input_pipeline.make_dataset(
-        config["data"], config["test_files"], global_batch, training=False, fetch=fetch,
-        records=validation_batches * config["batch_per_worker"])
+    validation = (
+        test
+        if validation_batches is None
+        else input_pipeline.make_dataset(
+            config["data"],
+            config["test_files"],
+            global_batch,
+            training=False,
+            fetch=fetch,
+            records=validation_batches * config["batch_per_worker"],
+        )
+    )
 
     marks.append(("datasets", time.time()))
     history = epoch_history(config["steps_per_epoch"], global_batch)
     # an earlier attempt failed: carry on from its last whole checkpoint
-    initial_epoch, state, best_weights = resume.restore(model, storage, storage.join(run_dir, "checkpoints"),
-                                                        os.path.join(local, "restored"))
+    initial_epoch, state, best_weights = resume.restore(
+        model, storage, storage.join(run_dir, "checkpoints"), os.path.join(local, "restored")
+    )
     if state:
         history.rows = state["history"]
     # only the chief keeps the attempts: another worker could read the file while the chief rewrites it
-    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch,
-                                    config["driver"])
+    attempts = resume.begin_attempt(resume.read_attempts(storage, run_dir) if chief else [], initial_epoch, config["driver"])
     if chief:
         resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
         storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
@@ -103,15 +119,18 @@ def train_fn(config: dict):
             self.model.save_weights(os.path.join(folder, "weights"))
             if chief:
                 with open(os.path.join(folder, "state.json"), "w") as handle:
-                    json.dump({"epoch": epoch + 1, "history": history.rows,
-                               "early_stopping": resume.early_stopping_state(stopping)}, handle)
+                    json.dump(
+                        {"epoch": epoch + 1, "history": history.rows, "early_stopping": resume.early_stopping_state(stopping)},
+                        handle,
+                    )
                 if stopping.best_weights is not None:
                     with open(os.path.join(folder, "best.npz"), "wb") as handle:
                         handle.write(resume.weights_to_npz(stopping.best_weights))
                 upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
                 prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
-                storage.replace_bytes(storage.join(run_dir, "progress.jsonl"),
-                                    "".join(json.dumps(r) + "\n" for r in history.rows).encode())
+                storage.replace_bytes(
+                    storage.join(run_dir, "progress.jsonl"), "".join(json.dumps(r) + "\n" for r in history.rows).encode()
+                )
             shutil.rmtree(folder, ignore_errors=True)
             marks.append((f"epoch{epoch + 1}_saved", time.time()))
 
@@ -121,8 +140,16 @@ def train_fn(config: dict):
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     marks.append(("fit", time.time()))
     started = time.monotonic()
-    model.fit(train, epochs=config["epochs"], initial_epoch=initial_epoch, steps_per_epoch=config["steps_per_epoch"],
-              validation_data=validation, validation_steps=validation_batches, callbacks=callbacks, verbose=0)
+    model.fit(
+        train,
+        epochs=config["epochs"],
+        initial_epoch=initial_epoch,
+        steps_per_epoch=config["steps_per_epoch"],
+        validation_data=validation,
+        validation_steps=validation_batches,
+        callbacks=callbacks,
+        verbose=0,
+    )
     # every attempt's epochs, so a resumed run reports its whole training time
     train_seconds = sum(row["seconds"] for row in history.rows) if state else time.monotonic() - started
     marks.append(("fit_end", time.time()))
@@ -132,9 +159,15 @@ def train_fn(config: dict):
     final = os.path.join(scratch, "final_model.keras")
     model.save(final)
     train_fetched = sorted(f for f in input_pipeline.FETCHES if f in config["train_records"])
-    evidence = {"worker": worker, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(), "train_files": train_fetched,
-                "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
-                "fetched": dict(input_pipeline.FETCHES), "records_read": dict(input_pipeline.READS)}
+    evidence = {
+        "worker": worker,
+        "cpus": cpus,
+        "peak_rss_mb": placement.peak_rss_mb(),
+        "train_files": train_fetched,
+        "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
+        "fetched": dict(input_pipeline.FETCHES),
+        "records_read": dict(input_pipeline.READS),
+    }
     marks.append(("saved", time.time()))
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
     marks.append(("gathered", time.time()))
@@ -143,12 +176,19 @@ def train_fn(config: dict):
         return None
 
     metrics = {
-        "run_id": config["run_id"], "slots": workers, "cores_per_slot": config["cores_per_slot"],
-        "recipe": config["recipe"], "seed": config["seed"],
+        "run_id": config["run_id"],
+        "slots": workers,
+        "cores_per_slot": config["cores_per_slot"],
+        "recipe": config["recipe"],
+        "seed": config["seed"],
         "batch_per_worker": config["batch_per_worker"],
-        "global_batch": global_batch, "learning_rate": learning_rate, "steps_per_epoch": config["steps_per_epoch"],
-        "epochs_run": len(history.rows), "history": history.rows,
-        "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
+        "global_batch": global_batch,
+        "learning_rate": learning_rate,
+        "steps_per_epoch": config["steps_per_epoch"],
+        "epochs_run": len(history.rows),
+        "history": history.rows,
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_accuracy),
         "train_seconds": round(train_seconds, 1),
         "steady_images_per_second": steady_rate(history.rows),
         "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
@@ -157,8 +197,9 @@ def train_fn(config: dict):
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
-    storage.write_bytes(storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]),
-                                                                            indent=2).encode())
+    storage.write_bytes(
+        storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]), indent=2).encode()
+    )
     storage.write_bytes(storage.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
     shutil.rmtree(local, ignore_errors=True)
     return metrics

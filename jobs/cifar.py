@@ -1,4 +1,5 @@
 """The CIFAR-10 binary format: 3073-byte records, 1 label byte then 1024 R, 1024 G, 1024 B."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,10 @@ def check_length(name: str, length: int) -> int:
         raise RecordError(f"{name}: empty file, expected {RECORD_BYTES}-byte records")
     if length % RECORD_BYTES:
         offset = length - length % RECORD_BYTES
-        raise RecordError(f"{name}: {length} bytes is not a multiple of {RECORD_BYTES}: the record at byte "
-                          f"offset {offset} is truncated ({length - offset} of {RECORD_BYTES} bytes)")
+        raise RecordError(
+            f"{name}: {length} bytes is not a multiple of {RECORD_BYTES}: the record at byte "
+            f"offset {offset} is truncated ({length - offset} of {RECORD_BYTES} bytes)"
+        )
     return length // RECORD_BYTES
 
 
@@ -44,8 +47,10 @@ def parse_records(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     bad = np.flatnonzero(labels >= NUM_CLASSES)
     if bad.size:
         index = int(bad[0])
-        raise RecordError(f"{name}: record {index} at byte offset {index * RECORD_BYTES} has label "
-                          f"{int(labels[index])}, outside 0-{NUM_CLASSES - 1}")
+        raise RecordError(
+            f"{name}: record {index} at byte offset {index * RECORD_BYTES} has label "
+            f"{int(labels[index])}, outside 0-{NUM_CLASSES - 1}"
+        )
     images = records[:, 1:].reshape(count, 3, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 3, 1)
     return labels.copy(), np.ascontiguousarray(images)
 

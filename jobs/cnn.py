@@ -1,4 +1,5 @@
 """The reference CNN of the study: two conv blocks (32, 64 filters), Dense 128, softmax 10."""
+
 from __future__ import annotations
 
 
@@ -14,11 +15,19 @@ def build_model(learning_rate: float = 1e-3):
             block += [layers.Conv2D(filters, 3, padding="same"), layers.BatchNormalization(), layers.ReLU()]
         return block + [layers.MaxPooling2D(2), layers.Dropout(0.25)]
 
-    model = keras.Sequential([keras.Input((32, 32, 3)), *conv_block(32), *conv_block(64), layers.Flatten(),
-                              layers.Dense(128, activation="relu"), layers.Dropout(0.5),
-                              layers.Dense(10, activation="softmax")], name="reference_cnn")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            *conv_block(32),
+            *conv_block(64),
+            layers.Flatten(),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(10, activation="softmax"),
+        ],
+        name="reference_cnn",
+    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return without_autograph(model)
 
 

@@ -5,6 +5,7 @@ a few sample images; only those small aggregates reach the driver, which writes 
 the figures (label bars, brightness and contrast histograms, pixel-range histogram with its
 mean, a grid of samples). --fraction samples records inside the executors.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,19 @@ def parse_args(argv):
 
 # ---- executors ----------------------------------------------------------------------------
 def empty_split() -> dict:
-    return {"records": 0, "labels": np.zeros(NUM_CLASSES, np.int64), "pixel_sum": 0.0,
-            "sums": {name: 0.0 for name in EDGES},
-            "histograms": {name: np.zeros(BINS, np.int64) for name in EDGES}}
+    return {
+        "records": 0,
+        "labels": np.zeros(NUM_CLASSES, np.int64),
+        "pixel_sum": 0.0,
+        "sums": {name: 0.0 for name in EDGES},
+        "histograms": {name: np.zeros(BINS, np.int64) for name in EDGES},
+    }
 
 
 def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
     """Per image: mean (brightness), standard deviation (contrast), max - min (pixel range)."""
     flat = images.reshape(len(images), -1).astype(np.float32)
-    return {"brightness": flat.mean(axis=1), "contrast": flat.std(axis=1),
-            "pixel_range": flat.max(axis=1) - flat.min(axis=1)}
+    return {"brightness": flat.mean(axis=1), "contrast": flat.std(axis=1), "pixel_range": flat.max(axis=1) - flat.min(axis=1)}
 
 
 def shard_statistics(shards, data_root: str, fraction: float, seed: int, samples_per_class: int):
@@ -108,11 +112,14 @@ def report(total: dict, fraction: float, seconds: float) -> dict:
             "label_counts": {LABEL_NAMES[i]: int(c) for i, c in enumerate(entry["labels"])},
             "mean_pixel_value": entry["pixel_sum"] / (count * 32 * 32 * 3),
             **{f"mean_{name}": entry["sums"][name] / count for name in EDGES},
-            "histograms": {name: {"range": list(EDGES[name]), "counts": entry["histograms"][name].tolist()}
-                           for name in EDGES},
+            "histograms": {name: {"range": list(EDGES[name]), "counts": entry["histograms"][name].tolist()} for name in EDGES},
         }
-    return {"fraction": fraction, "seconds": round(seconds, 1), "splits": splits,
-            "global_mean_pixel_value": splits["train"]["mean_pixel_value"]}
+    return {
+        "fraction": fraction,
+        "seconds": round(seconds, 1),
+        "splits": splits,
+        "global_mean_pixel_value": splits["train"]["mean_pixel_value"],
+    }
 
 
 def draw_figures(result: dict, samples: dict, out: Path, per_class: int) -> list[str]:
@@ -144,8 +151,10 @@ def draw_figures(result: dict, samples: dict, out: Path, per_class: int) -> list
 
     train = result["splits"]["train"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, name, title in ((axes[0], "brightness", "Brightness (per-image mean)"),
-                            (axes[1], "contrast", "Contrast (per-image standard deviation)")):
+    for ax, name, title in (
+        (axes[0], "brightness", "Brightness (per-image mean)"),
+        (axes[1], "contrast", "Contrast (per-image standard deviation)"),
+    ):
         low, high = EDGES[name]
         edges = np.linspace(low, high, BINS + 1)
         ax.stairs(train["histograms"][name]["counts"], edges, fill=True)
@@ -184,17 +193,20 @@ def run(args) -> dict:
     if not storage.exists(manifest_path):
         raise FileNotFoundError(f"{manifest_path} not found: stage the dataset first ('./kit stage')")
     manifest = json.loads(storage.read_bytes(manifest_path))
-    shards = [(split, index, shard["file"]) for split in SPLITS
-              for index, shard in enumerate(manifest["splits"][split]["shards"])]
+    shards = [
+        (split, index, shard["file"]) for split in SPLITS for index, shard in enumerate(manifest["splits"][split]["shards"])
+    ]
     spark = spark_session("eda-cifar10", args.master)
     try:
         from jobs.progress import spark_progress
 
         data, fraction, seed, per_class = args.data, args.fraction, args.seed, args.samples_per_class
         with spark_progress(spark.sparkContext, "eda: statistics in the executors"):
-            total = (spark.sparkContext.parallelize(shards, len(shards))
-                     .mapPartitions(lambda part: shard_statistics(part, data, fraction, seed, per_class))
-                     .reduce(lambda a, b: merge(a, b, per_class)))
+            total = (
+                spark.sparkContext.parallelize(shards, len(shards))
+                .mapPartitions(lambda part: shard_statistics(part, data, fraction, seed, per_class))
+                .reduce(lambda a, b: merge(a, b, per_class))
+            )
     finally:
         spark.stop()
     result = report(total, args.fraction, time.monotonic() - started)

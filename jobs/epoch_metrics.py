@@ -7,6 +7,7 @@ trip between the workers while their cores wait. Here a step reports its worker'
 values, and the values a user sees (the epoch's training logs, validation and test results)
 are summed across the workers once, when they are read: the same numbers, fewer round trips.
 """
+
 from __future__ import annotations
 
 

@@ -3,6 +3,7 @@
 Keras's on_epoch_end comes after validation; timing stops at on_test_begin, so images/s
 measures training alone, comparable between the distributed runs and the plain baseline.
 """
+
 from __future__ import annotations
 
 import time
@@ -28,9 +29,15 @@ def epoch_history(steps_per_epoch: int, batch: int, on_row: Callable[[dict], Non
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.monotonic() - self.started
             trained = self.trained or seconds
-            self.rows.append({"epoch": epoch + 1, "seconds": round(seconds, 2), "train_seconds": round(trained, 2),
-                              "images_per_second": round(steps_per_epoch * batch / trained, 1),
-                              **{key: float(value) for key, value in (logs or {}).items()}})
+            self.rows.append(
+                {
+                    "epoch": epoch + 1,
+                    "seconds": round(seconds, 2),
+                    "train_seconds": round(trained, 2),
+                    "images_per_second": round(steps_per_epoch * batch / trained, 1),
+                    **{key: float(value) for key, value in (logs or {}).items()},
+                }
+            )
             if on_row:
                 on_row(self.rows[-1])
 

@@ -6,6 +6,7 @@ front of the interleave would make every worker fetch every file.) The fetch and
 are tallied, so a run can show which files each worker read and how many records.
 Records are tallied as they are read from the file, before the in-memory cache.
 """
+
 from __future__ import annotations
 
 import collections
@@ -15,8 +16,8 @@ import uuid
 
 from jobs.storage import open_storage
 
-READS = collections.Counter()     # records read per shard file, in this process
-FETCHES = collections.Counter()   # times each shard file was opened, in this process
+READS = collections.Counter()  # records read per shard file, in this process
+FETCHES = collections.Counter()  # times each shard file was opened, in this process
 READ_CHUNK = 256
 
 
@@ -49,8 +50,9 @@ def parse(serialized):
     """A batch of serialized records -> uint8 images and int32 labels (vectorised, before the cache)."""
     import tensorflow as tf
 
-    features = tf.io.parse_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string),
-                                                "label": tf.io.FixedLenFeature([], tf.int64)})
+    features = tf.io.parse_example(
+        serialized, {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    )
     images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, 32, 32, 3))
     return images, tf.cast(features["label"], tf.int32)
 
@@ -90,8 +92,17 @@ def without_device_autotune() -> None:
     multi_device_iterator_ops._create_device_dataset = create_without_autotune
 
 
-def make_dataset(root: str, files: list[str], batch_size: int, training: bool, seed: int = 0,
-                 augmentation: bool = False, fetch=None, cache: bool = True, records: int | None = None):
+def make_dataset(
+    root: str,
+    files: list[str],
+    batch_size: int,
+    training: bool,
+    seed: int = 0,
+    augmentation: bool = False,
+    fetch=None,
+    cache: bool = True,
+    records: int | None = None,
+):
     """Batches of (image in [0, 1], label); training data is shuffled and repeats forever.
 
     Each worker reads its own files once: the decoded uint8 records are cached in memory (a
@@ -117,8 +128,9 @@ def make_dataset(root: str, files: list[str], batch_size: int, training: bool, s
 
         return tf.data.TFRecordDataset(local).batch(READ_CHUNK).map(tally).unbatch()
 
-    dataset = dataset.interleave(read_file, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
-                                 deterministic=not training)
+    dataset = dataset.interleave(
+        read_file, cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training
+    )
     if records:
         dataset = dataset.take(records)
     if cache:

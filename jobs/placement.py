@@ -5,6 +5,7 @@ worker container otherwise float their TensorFlow threads over the same cores, a
 host every all-reduce waits for whichever worker was descheduled last. Pinning gives slot k of a
 host the k-th block of `cores` CPUs of those the process may use.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ def slot_cpus(available: list[int], local_rank: int, cores: int) -> list[int] | 
     first = local_rank * cores
     if cores < 1 or first + cores > len(available):
         return None
-    return sorted(available)[first:first + cores]
+    return sorted(available)[first : first + cores]
 
 
 def local_rank(addresses: list[str], index: int) -> int:

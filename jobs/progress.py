@@ -1,4 +1,5 @@
 """A live status line on the driver from Spark's status tracker: tasks done of total."""
+
 from __future__ import annotations
 
 import contextlib

@@ -3,6 +3,7 @@
 The kit's tasks and the tests read that line from the client container's output; a user
 error (bad input, too few slots) ends the job with one line and exit code 1 instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,7 @@ def find(lines: Iterable[str]) -> dict | None:
     found = None
     for line in lines:
         if line.startswith(PREFIX):
-            found = json.loads(line[len(PREFIX):])
+            found = json.loads(line[len(PREFIX) :])
     return found
 
 

@@ -9,6 +9,7 @@ Every attempt of the training function (Spark's own barrier-stage retry or the d
 by looking for the newest one; `attempts.json` in the run folder records where each attempt
 started and the last epoch it began, so the epochs redone are known afterwards.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,7 @@ def latest_checkpoint(storage, folder: str) -> tuple[int, str] | None:
     for entry in storage.listdir(folder):
         name = entry.path.rstrip("/").rsplit("/", 1)[-1]
         if entry.is_dir and name.startswith(CHECKPOINT_PREFIX) and not name.endswith(".tmp"):
-            done.append((int(name[len(CHECKPOINT_PREFIX):]), entry.path))
+            done.append((int(name[len(CHECKPOINT_PREFIX) :]), entry.path))
     return max(done) if done else None
 
 
@@ -103,14 +104,22 @@ def begin_attempt(attempts: list[dict], resumed_from_epoch: int, driver: str = "
         if "epochs_redone" not in attempt:
             begun = attempt.get("last_epoch_begun", attempt["resumed_from_epoch"])
             attempt["epochs_redone"] = list(range(resumed_from_epoch + 1, begun + 1))
-    return earlier + [{"attempt": len(earlier) + 1, "resumed_from_epoch": resumed_from_epoch,
-                       "started_at": round(time.time(), 1), "driver": driver}]
+    return earlier + [
+        {
+            "attempt": len(earlier) + 1,
+            "resumed_from_epoch": resumed_from_epoch,
+            "started_at": round(time.time(), 1),
+            "driver": driver,
+        }
+    ]
 
 
 def summary(attempts: list[dict]) -> dict:
     drivers = list(dict.fromkeys(a.get("driver", "") for a in attempts))
-    return {"restarts": max(len(attempts) - 1, 0),
-            "driver_resumes": max(len(drivers) - 1, 0),  # `--resume` of a run whose driver died
-            "resumed_from_epochs": [a["resumed_from_epoch"] for a in attempts[1:]],
-            "epochs_redone": sorted({e for a in attempts for e in a.get("epochs_redone", [])}),
-            "attempts": attempts}
+    return {
+        "restarts": max(len(attempts) - 1, 0),
+        "driver_resumes": max(len(drivers) - 1, 0),  # `--resume` of a run whose driver died
+        "resumed_from_epochs": [a["resumed_from_epoch"] for a in attempts[1:]],
+        "epochs_redone": sorted({e for a in attempts for e in a.get("epochs_redone", [])}),
+        "attempts": attempts,
+    }

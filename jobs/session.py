@@ -4,6 +4,7 @@ Executors do not see the driver's files, so functions from jobs.* would not unpi
 zipping the package and adding it with addPyFile works on any master (standalone, embedded
 local-cluster, or a user's own cluster).
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ Everything is written to a temporary sibling folder and renamed into place at th
 target is either absent, the previous complete staging, or the new complete one. The same
 inputs and shard count make a second run a no-op (unless --force).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,9 @@ class StagingError(RuntimeError):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", required=True,
-                        help=f"local folder holding the batch files (or its parent holding {FOLDER}/)")
+    parser.add_argument(
+        "--source", required=True, help=f"local folder holding the batch files (or its parent holding {FOLDER}/)"
+    )
     parser.add_argument("--target", required=True, help="storage URL of the staged dataset")
     parser.add_argument("--shards", type=int, default=16, help="TFRecord files per split")
     parser.add_argument("--force", action="store_true", help="stage again even when up to date")
@@ -52,21 +54,25 @@ def find_inputs(source: str) -> list[dict]:
         folder = folder / FOLDER
     missing = [name for name in TRAIN_FILES + TEST_FILES if not (folder / name).is_file()]
     if missing:
-        raise StagingError(f"{folder}: missing {', '.join(missing)}; fetch the dataset first "
-                           "('./kit data.fetch', or '--synthetic' where it cannot be downloaded)")
+        raise StagingError(
+            f"{folder}: missing {', '.join(missing)}; fetch the dataset first "
+            "('./kit data.fetch', or '--synthetic' where it cannot be downloaded)"
+        )
     inputs = []
     for name in TRAIN_FILES + TEST_FILES:
         path = folder / name
         data = path.read_bytes()
         check_length(name, len(data))
-        inputs.append({"name": name, "path": str(path), "bytes": len(data),
-                       "sha256": hashlib.sha256(data).hexdigest()})
+        inputs.append({"name": name, "path": str(path), "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
     return inputs
 
 
 def fingerprint(inputs: list[dict], shards: int) -> dict:
-    return {"format": FORMAT, "shards": shards,
-            "inputs": {i["name"]: {"bytes": i["bytes"], "sha256": i["sha256"]} for i in inputs}}
+    return {
+        "format": FORMAT,
+        "shards": shards,
+        "inputs": {i["name"]: {"bytes": i["bytes"], "sha256": i["sha256"]} for i in inputs},
+    }
 
 
 def first_indices(inputs: list[dict]) -> dict[str, tuple[str, int]]:
@@ -111,10 +117,15 @@ def write_shard(partition: int, records, shards: int, staging: str):
     name = f"part-{shard:05d}.tfrecord"
     storage = open_storage(staging)
     storage.write_bytes(storage.join(staging, split, name), data)
-    yield {"split": split, "file": f"{split}/{name}", "records": len(ordered),
-           "class_counts": class_counts.tolist(), "bytes": len(data),
-           "sha256": hashlib.sha256(data).hexdigest(),
-           "first_index": ordered[0][0] if ordered else None}
+    yield {
+        "split": split,
+        "file": f"{split}/{name}",
+        "records": len(ordered),
+        "class_counts": class_counts.tolist(),
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "first_index": ordered[0][0] if ordered else None,
+    }
 
 
 # ---- driver -------------------------------------------------------------------------------
@@ -133,11 +144,19 @@ def build_manifest(stats: list[dict], expected: dict, seconds: float) -> dict:
     for split in SPLITS:
         shards = sorted((s for s in stats if s["split"] == split), key=lambda s: s["file"])
         counts = np.sum([s["class_counts"] for s in shards], axis=0).tolist()
-        splits[split] = {"records": sum(s["records"] for s in shards), "class_counts": counts,
-                         "shards": [{k: v for k, v in s.items() if k != "split"} for s in shards]}
+        splits[split] = {
+            "records": sum(s["records"] for s in shards),
+            "class_counts": counts,
+            "shards": [{k: v for k, v in s.items() if k != "split"} for s in shards],
+        }
     digest = hashlib.sha256(json.dumps(splits, sort_keys=True).encode()).hexdigest()
-    return {**expected, "splits": splits, "checksum": digest,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "staging_seconds": round(seconds, 1)}
+    return {
+        **expected,
+        "splits": splits,
+        "checksum": digest,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "staging_seconds": round(seconds, 1),
+    }
 
 
 def record_error_in(error: Exception) -> str | None:
@@ -166,11 +185,13 @@ def stage(spark, args) -> dict:
         offsets, shards = first_indices(inputs), args.shards
         raw_files = ",".join(storage.join(staging, "raw", item["name"]) for item in inputs)
         with spark_progress(spark.sparkContext, "stage: parse and write shards"):
-            stats = (spark.sparkContext.binaryFiles(raw_files, minPartitions=len(inputs))
-                     .flatMap(lambda item: explode_file(item, offsets, shards))
-                     .partitionBy(len(SPLITS) * shards, lambda key: shard_partition(key, shards))
-                     .mapPartitionsWithIndex(lambda index, records: write_shard(index, records, shards, staging))
-                     .collect())
+            stats = (
+                spark.sparkContext.binaryFiles(raw_files, minPartitions=len(inputs))
+                .flatMap(lambda item: explode_file(item, offsets, shards))
+                .partitionBy(len(SPLITS) * shards, lambda key: shard_partition(key, shards))
+                .mapPartitionsWithIndex(lambda index, records: write_shard(index, records, shards, staging))
+                .collect()
+            )
         manifest = build_manifest(stats, expected, time.monotonic() - started)
         storage.write_bytes(storage.join(staging, "manifest.json"), json.dumps(manifest, indent=2).encode())
         swap_into_place(storage, staging, args.target)
@@ -187,13 +208,21 @@ def upload_raw_files(storage, inputs: list[dict], staging: str) -> None:
     """Copies the inputs into the staging folder, one live line per file with the running total."""
     total, done, started = sum(item["bytes"] for item in inputs), 0, time.monotonic()
     for number, item in enumerate(inputs, 1):
-        print(f"stage: uploading {item['name']} ({item['bytes'] / 1e6:.1f} MB), file {number}/{len(inputs)}, "
-              f"{done / 1e6:.0f}/{total / 1e6:.0f} MB [{time.monotonic() - started:.0f}s]", file=sys.stderr, flush=True)
+        print(
+            f"stage: uploading {item['name']} ({item['bytes'] / 1e6:.1f} MB), file {number}/{len(inputs)}, "
+            f"{done / 1e6:.0f}/{total / 1e6:.0f} MB [{time.monotonic() - started:.0f}s]",
+            file=sys.stderr,
+            flush=True,
+        )
         storage.write_bytes(storage.join(staging, "raw", item["name"]), Path(item["path"]).read_bytes())
         done += item["bytes"]
     seconds = time.monotonic() - started
-    print(f"stage: uploaded {len(inputs)} files, {total / 1e6:.0f} MB in {seconds:.1f}s "
-          f"({total / 1e6 / max(seconds, 1e-3):.0f} MB/s)", file=sys.stderr, flush=True)
+    print(
+        f"stage: uploaded {len(inputs)} files, {total / 1e6:.0f} MB in {seconds:.1f}s "
+        f"({total / 1e6 / max(seconds, 1e-3):.0f} MB/s)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def swap_into_place(storage, staging: str, target: str) -> None:
@@ -218,8 +247,11 @@ def finish_interrupted_swap(storage, target: str) -> None:
     beside = {entry.path.rstrip("/").rsplit("/", 1)[-1]: entry.path for entry in storage.listdir(parent)}
     retired = sorted(path for base, path in beside.items() if base.startswith(f"{name}.retired-"))
     if not storage.exists(target):
-        complete = [path for base, path in beside.items()
-                    if base.startswith(f"{name}.staging-") and storage.exists(storage.join(path, "manifest.json"))]
+        complete = [
+            path
+            for base, path in beside.items()
+            if base.startswith(f"{name}.staging-") and storage.exists(storage.join(path, "manifest.json"))
+        ]
         if complete:
             print(f"stage: finishing an interrupted swap: {complete[0]} goes into place", file=sys.stderr, flush=True)
             storage.rename(complete[0], target)
@@ -231,11 +263,15 @@ def finish_interrupted_swap(storage, target: str) -> None:
 
 
 def summary(manifest: dict) -> dict:
-    return {"up_to_date": manifest["up_to_date"], "checksum": manifest["checksum"],
-            "shards": manifest["shards"], "staging_seconds": manifest["staging_seconds"],
-            **{f"{split}_records": manifest["splits"][split]["records"] for split in SPLITS},
-            **{f"{split}_class_counts": manifest["splits"][split]["class_counts"] for split in SPLITS},
-            "shard_bytes": [s["bytes"] for s in manifest["splits"]["train"]["shards"]]}
+    return {
+        "up_to_date": manifest["up_to_date"],
+        "checksum": manifest["checksum"],
+        "shards": manifest["shards"],
+        "staging_seconds": manifest["staging_seconds"],
+        **{f"{split}_records": manifest["splits"][split]["records"] for split in SPLITS},
+        **{f"{split}_class_counts": manifest["splits"][split]["class_counts"] for split in SPLITS},
+        "shard_bytes": [s["bytes"] for s in manifest["splits"]["train"]["shards"]],
+    }
 
 
 def run(args) -> dict:

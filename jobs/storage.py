@@ -4,6 +4,7 @@ Jobs take their storage root as an argument (``hdfs://namenode:8020/data`` on th
 local path for the embedded master), so the same code runs on both. TensorFlow 2.16 has no
 HDFS filesystem of its own; hdfs-native talks to the namenode directly, no libhdfs needed.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,10 @@ class LocalStorage:
         Path(path).mkdir(parents=True, exist_ok=True)
 
     def listdir(self, path: str) -> list[Entry]:
-        return sorted((Entry(str(p), p.is_dir(), 0 if p.is_dir() else p.stat().st_size)
-                       for p in Path(path).iterdir()), key=lambda e: e.path)
+        return sorted(
+            (Entry(str(p), p.is_dir(), 0 if p.is_dir() else p.stat().st_size) for p in Path(path).iterdir()),
+            key=lambda e: e.path,
+        )
 
     def rename(self, source: str, target: str) -> None:
         if Path(target).exists():
@@ -100,8 +103,7 @@ class HdfsStorage:
         leaves the old file whole, never a torn one."""
         partial = f"{path}.{uuid.uuid4().hex}.partial"
         self.write_bytes(partial, data)
-        with_retries(lambda: self.client.rename(self._path(partial), self._path(path), overwrite=True),
-                     f"rename {partial}")
+        with_retries(lambda: self.client.rename(self._path(partial), self._path(path), overwrite=True), f"rename {partial}")
 
     def exists(self, path: str) -> bool:
         try:
@@ -114,8 +116,10 @@ class HdfsStorage:
         self.client.mkdirs(self._path(path), create_parent=True)
 
     def listdir(self, path: str) -> list[Entry]:
-        return sorted((Entry(self.base + s.path, s.isdir, s.length)
-                       for s in self.client.list_status(self._path(path))), key=lambda e: e.path)
+        return sorted(
+            (Entry(self.base + s.path, s.isdir, s.length) for s in self.client.list_status(self._path(path))),
+            key=lambda e: e.path,
+        )
 
     def rename(self, source: str, target: str) -> None:
         # HDFS renames a folder atomically: readers see the old name or the whole new folder.
@@ -145,8 +149,12 @@ def with_retries(operation, what: str, seconds: float = RETRY_SECONDS):
         except Exception as error:
             if time.monotonic() + delay > deadline:
                 raise
-            print(f"storage: {what} failed ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__}); "
-                  f"retrying in {delay:.0f}s", file=sys.stderr, flush=True)
+            print(
+                f"storage: {what} failed ({str(error).splitlines()[0][:200] if str(error) else type(error).__name__}); "
+                f"retrying in {delay:.0f}s",
+                file=sys.stderr,
+                flush=True,
+            )
             time.sleep(delay)  # bounded by the deadline above
             delay = min(delay * 2, 8.0)
 

@@ -4,6 +4,7 @@ Each class has its own visual pattern (a colour pair and a stripe orientation an
 drawn with random phase, position, contrast and heavy noise, so a CNN learns it well above
 chance within a few epochs but not instantly. Deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,25 +17,33 @@ import numpy as np
 from jobs.cifar import FOLDER, IMAGE_SIZE, LABEL_NAMES, NUM_CLASSES, TEST_FILES, TRAIN_FILES, encode_records
 
 # Per class: two RGB colours and a stripe angle (degrees) and frequency (cycles per image).
-COLOURS = np.array([
-    [[60, 110, 200], [200, 220, 240]], [[190, 40, 40], [60, 60, 70]], [[90, 150, 60], [210, 200, 120]],
-    [[150, 110, 80], [230, 210, 180]], [[110, 130, 50], [170, 120, 70]], [[200, 160, 110], [80, 60, 40]],
-    [[40, 120, 40], [150, 200, 90]], [[130, 70, 30], [220, 180, 140]], [[20, 60, 140], [190, 190, 200]],
-    [[220, 200, 40], [40, 40, 50]]], dtype=np.float32)
+COLOURS = np.array(
+    [
+        [[60, 110, 200], [200, 220, 240]],
+        [[190, 40, 40], [60, 60, 70]],
+        [[90, 150, 60], [210, 200, 120]],
+        [[150, 110, 80], [230, 210, 180]],
+        [[110, 130, 50], [170, 120, 70]],
+        [[200, 160, 110], [80, 60, 40]],
+        [[40, 120, 40], [150, 200, 90]],
+        [[130, 70, 30], [220, 180, 140]],
+        [[20, 60, 140], [190, 190, 200]],
+        [[220, 200, 40], [40, 40, 50]],
+    ],
+    dtype=np.float32,
+)
 ANGLES = np.deg2rad(np.arange(NUM_CLASSES) * 18.0)
 FREQUENCIES = np.array([2.0, 3.0, 4.0, 2.5, 3.5, 2.0, 3.0, 4.0, 2.5, 3.5])
 
 
-def make_images(labels: np.ndarray, rng: np.random.Generator, noise: float = 40.0,
-                colour_jitter: float = 45.0) -> np.ndarray:
+def make_images(labels: np.ndarray, rng: np.random.Generator, noise: float = 40.0, colour_jitter: float = 45.0) -> np.ndarray:
     """uint8 images (n, 32, 32, 3) with each label's pattern."""
     count = len(labels)
     grid = np.linspace(0.0, 1.0, IMAGE_SIZE, dtype=np.float32)
     y, x = np.meshgrid(grid, grid, indexing="ij")
     angle = ANGLES[labels][:, None, None] + rng.normal(0, 0.15, (count, 1, 1))
     phase = rng.uniform(0, 2 * np.pi, (count, 1, 1))
-    wave = np.sin(2 * np.pi * FREQUENCIES[labels][:, None, None] *
-                  (x * np.cos(angle) + y * np.sin(angle)) + phase)
+    wave = np.sin(2 * np.pi * FREQUENCIES[labels][:, None, None] * (x * np.cos(angle) + y * np.sin(angle)) + phase)
     # A soft blob at a random place: objects are not always centred.
     cy, cx = rng.uniform(0.2, 0.8, (2, count, 1, 1))
     blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.08)
@@ -54,8 +63,9 @@ def balanced_labels(count: int, rng: np.random.Generator) -> np.ndarray:
     return labels.astype(np.uint8)
 
 
-def write_dataset(out_dir: Path, train_per_batch: int = 10000, test_records: int = 10000,
-                  seed: int = 0, chunk: int = 2000) -> dict[str, int]:
+def write_dataset(
+    out_dir: Path, train_per_batch: int = 10000, test_records: int = 10000, seed: int = 0, chunk: int = 2000
+) -> dict[str, int]:
     """Writes <out_dir>/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin and batches.meta.txt."""
     folder = Path(out_dir) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
@@ -66,7 +76,7 @@ def write_dataset(out_dir: Path, train_per_batch: int = 10000, test_records: int
         partial = folder / f".{name}.part"
         with open(partial, "wb") as handle:
             for start in range(0, count, chunk):
-                part = labels[start:start + chunk]
+                part = labels[start : start + chunk]
                 handle.write(encode_records(part, make_images(part, rng)))
         os.replace(partial, folder / name)
         counts[name] = count

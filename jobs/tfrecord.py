@@ -1,4 +1,5 @@
 """CIFAR records as tf.train.Example: raw uint8 image bytes (32x32x3, HWC) and an int64 label."""
+
 from __future__ import annotations
 
 import os

@@ -8,6 +8,7 @@ folder is written as <run>.partial and renamed when complete, so it never appear
 A failed barrier stage is submitted again, and every attempt resumes from the chief's last
 whole checkpoint (jobs/resume.py): a lost executor costs the interrupted epoch, not the run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,9 +57,13 @@ def parse_args(argv):
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
     parser.add_argument("--runs", required=True, help="storage URL under which the run folder is written")
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--resume", default=None, metavar="RUN_ID",
-                        help="continue an interrupted run (its folder is <run-id>.partial) from its last whole "
-                             "checkpoint, with the settings it was started with")
+    parser.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_ID",
+        help="continue an interrupted run (its folder is <run-id>.partial) from its last whole "
+        "checkpoint, with the settings it was started with",
+    )
     parser.add_argument("--slots", type=positive, default=2)
     parser.add_argument("--cores-per-slot", type=positive, default=2, help="TensorFlow threads per worker")
     parser.add_argument("--epochs", type=positive, default=50)
@@ -66,16 +71,29 @@ def parse_args(argv):
     parser.add_argument("--recipe", choices=RECIPES, default="paper")
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--keep-checkpoints", type=positive, default=3)
-    parser.add_argument("--validation-records", type=int, default=None,
-                        help="test records validated after each epoch (default: all; the final test uses all)")
+    parser.add_argument(
+        "--validation-records",
+        type=int,
+        default=None,
+        help="test records validated after each epoch (default: all; the final test uses all)",
+    )
     parser.add_argument("--steps-per-epoch", type=positive, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--no-pin-cores", dest="pin_cores", action="store_false",
-                        help="let the workers' threads float instead of giving each slot cores of its own")
-    parser.add_argument("--attempts", type=positive, default=3,
-                        help="barrier-stage submissions before giving up; each resumes from the last checkpoint")
-    parser.add_argument("--recovery-wait", type=float, default=180.0,
-                        help="seconds to wait for lost executors to come back between attempts")
+    parser.add_argument(
+        "--no-pin-cores",
+        dest="pin_cores",
+        action="store_false",
+        help="let the workers' threads float instead of giving each slot cores of its own",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=positive,
+        default=3,
+        help="barrier-stage submissions before giving up; each resumes from the last checkpoint",
+    )
+    parser.add_argument(
+        "--recovery-wait", type=float, default=180.0, help="seconds to wait for lost executors to come back between attempts"
+    )
     parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
     args = parser.parse_args(argv)
     # which flags were given, not defaulted: a resumed run refuses only those that differ from its own
@@ -86,18 +104,34 @@ def parse_args(argv):
 
 
 # Settings a run is started with (settings.json in its folder); --resume takes them from there.
-RUN_SETTINGS = ("data", "slots", "cores_per_slot", "epochs", "batch_per_worker", "recipe", "patience",
-                "keep_checkpoints", "seed", "steps_per_epoch", "validation_records", "pin_cores")
+RUN_SETTINGS = (
+    "data",
+    "slots",
+    "cores_per_slot",
+    "epochs",
+    "batch_per_worker",
+    "recipe",
+    "patience",
+    "keep_checkpoints",
+    "seed",
+    "steps_per_epoch",
+    "validation_records",
+    "pin_cores",
+)
 
 
 def resume_settings(args, recorded: dict) -> None:
     """args takes the run's recorded settings; a flag given now with another value is refused."""
-    differing = [f"--{key.replace('_', '-')} {getattr(args, key)} (the run has {recorded[key]})"
-                 for key in sorted(args.given & set(RUN_SETTINGS))
-                 if key in recorded and getattr(args, key) != recorded[key]]
+    differing = [
+        f"--{key.replace('_', '-')} {getattr(args, key)} (the run has {recorded[key]})"
+        for key in sorted(args.given & set(RUN_SETTINGS))
+        if key in recorded and getattr(args, key) != recorded[key]
+    ]
     if differing:
-        raise SetupError(f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
-                         "without those flags (it keeps its own), or start a new run")
+        raise SetupError(
+            f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
+            "without those flags (it keeps its own), or start a new run"
+        )
     for key in RUN_SETTINGS:
         if key in recorded:
             setattr(args, key, recorded[key])
@@ -124,13 +158,20 @@ def executor_jvm_peak_mb(sc) -> dict:
             executors = json.load(response)
     except (OSError, ValueError):  # metrics are a report's extra, never a reason to fail the run
         return {}
-    return {e["id"]: round((e.get("peakMemoryMetrics", {}).get("JVMHeapMemory", 0)
-                            + e.get("peakMemoryMetrics", {}).get("JVMOffHeapMemory", 0)) / 2**20, 1)
-            for e in executors if e["id"] != "driver"}
+    return {
+        e["id"]: round(
+            (e.get("peakMemoryMetrics", {}).get("JVMHeapMemory", 0) + e.get("peakMemoryMetrics", {}).get("JVMOffHeapMemory", 0))
+            / 2**20,
+            1,
+        )
+        for e in executors
+        if e["id"] != "driver"
+    }
 
 
-def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
-                registration_wait: float = 120.0, ended=lambda: False) -> int:
+def check_slots(
+    sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0, registration_wait: float = 120.0, ended=lambda: False
+) -> int:
     """Waits until `slots` barrier slots are free, or until waiting cannot help, and says which.
 
     Executors register some seconds after the driver starts (8 s here, more on a loaded host), so
@@ -149,13 +190,14 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
         if now - changed >= (wait_seconds if free else max(wait_seconds, registration_wait)):
             break
         if now >= give_up_at:
-            raise SetupError(f"the free slots kept changing for {now - started:.0f}s without reaching {slots} "
-                             f"(now {free}): executors are dying and coming back. See './kit logs spark-worker' "
-                             "for why (often: out of memory), then try again.")
+            raise SetupError(
+                f"the free slots kept changing for {now - started:.0f}s without reaching {slots} "
+                f"(now {free}): executors are dying and coming back. See './kit logs spark-worker' "
+                "for why (often: out of memory), then try again."
+            )
         if now - started - shown >= 10:
             shown = now - started
-            print(f"train: waiting for executors: {free} of {slots} slot(s) free [{shown:.0f}s]",
-                  file=sys.stderr, flush=True)
+            print(f"train: waiting for executors: {free} of {slots} slot(s) free [{shown:.0f}s]", file=sys.stderr, flush=True)
         time.sleep(SLOT_POLL_SECONDS)
         if ended():
             raise ApplicationEnded("the Spark master ended this application")
@@ -163,13 +205,17 @@ def check_slots(sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0,
         if found != free:
             free, changed = found, time.monotonic()
     if free == 0:
-        raise SetupError(f"no executor registered with the driver within {time.monotonic() - started:.0f}s: "
-                         "the Spark worker is down, busy or out of memory. See './kit status' and "
-                         "'./kit logs spark-worker' (with --embedded, the messages above), then try again.")
+        raise SetupError(
+            f"no executor registered with the driver within {time.monotonic() - started:.0f}s: "
+            "the Spark worker is down, busy or out of memory. See './kit status' and "
+            "'./kit logs spark-worker' (with --embedded, the messages above), then try again."
+        )
     if free < slots:
-        raise SetupError(f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
-                         f"(barrier mode needs them all at once). Ask for --slots {free} or fewer, or give the "
-                         "worker more cores (cluster.worker_cores) and run './kit up' again.")
+        raise SetupError(
+            f"asked for {slots} slots of {cores_per_slot} cores, but the cluster has {free} free "
+            f"(barrier mode needs them all at once). Ask for --slots {free} or fewer, or give the "
+            "worker more cores (cluster.worker_cores) and run './kit up' again."
+        )
     return free
 
 
@@ -228,7 +274,7 @@ def master_json_url(master: str) -> str | None:
     """spark://host:7077 -> the standalone master UI's JSON (its default port); None for other masters."""
     if not master.startswith("spark://"):
         return None
-    host = master[len("spark://"):].split(",")[0].rsplit(":", 1)[0]
+    host = master[len("spark://") :].split(",")[0].rsplit(":", 1)[0]
     return f"http://{host}:{MASTER_UI_PORT}/json/"
 
 
@@ -261,11 +307,16 @@ def run_with_retries(app: Application, args, submit):
         except Exception as error:  # Py4JJavaError from the failed job; its text is the stage's failure
             reason = failure_reason(error)
             if attempt == args.attempts:
-                raise TrainingFailed(f"training failed {attempt} time(s); the last failure: {reason}. The run folder "
-                                     "keeps its checkpoints: see './kit logs spark-worker' for the cause") from error
-            print(f"train: attempt {attempt} of {args.attempts} failed ({reason}); waiting up to "
-                  f"{args.recovery_wait:.0f}s for {args.slots} free slot(s), then resuming from the last checkpoint",
-                  file=sys.stderr, flush=True)
+                raise TrainingFailed(
+                    f"training failed {attempt} time(s); the last failure: {reason}. The run folder "
+                    "keeps its checkpoints: see './kit logs spark-worker' for the cause"
+                ) from error
+            print(
+                f"train: attempt {attempt} of {args.attempts} failed ({reason}); waiting up to "
+                f"{args.recovery_wait:.0f}s for {args.slots} free slot(s), then resuming from the last checkpoint",
+                file=sys.stderr,
+                flush=True,
+            )
             wait_for_slots(app, args)
 
 
@@ -274,17 +325,29 @@ def wait_for_slots(app: Application, args) -> None:
     (it may do so seconds after the stage failed, while the driver already waits)."""
     for _ in range(args.attempts):
         if app.ended():
-            print("train: the Spark master ended this application (a worker was lost or restarted, or the master "
-                  "itself): starting a new application for the next attempt", file=sys.stderr, flush=True)
+            print(
+                "train: the Spark master ended this application (a worker was lost or restarted, or the master "
+                "itself): starting a new application for the next attempt",
+                file=sys.stderr,
+                flush=True,
+            )
             app.renew()
         try:
-            check_slots(app.sc, args.slots, args.cores_per_slot, wait_seconds=args.recovery_wait,
-                        registration_wait=args.recovery_wait, ended=app.ended)
+            check_slots(
+                app.sc,
+                args.slots,
+                args.cores_per_slot,
+                wait_seconds=args.recovery_wait,
+                registration_wait=args.recovery_wait,
+                ended=app.ended,
+            )
             return
         except ApplicationEnded:
             continue
-    raise TrainingFailed(f"the Spark master ended {args.attempts} applications in a row while the driver waited for "
-                         "slots: see './kit logs spark-master' and './kit logs spark-worker'")
+    raise TrainingFailed(
+        f"the Spark master ended {args.attempts} applications in a row while the driver waited for "
+        "slots: see './kit logs spark-master' and './kit logs spark-worker'"
+    )
 
 
 def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -> None:
@@ -297,10 +360,13 @@ def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -
         except Exception:  # not written yet
             continue
         for row in rows[shown:]:
-            print(f"train: epoch {row['epoch']}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
-                  f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
-                  f"{row['seconds']:.1f}s ({row['train_seconds']:.1f}s training, {row['images_per_second']:.0f} img/s)",
-                  file=sys.stderr, flush=True)
+            print(
+                f"train: epoch {row['epoch']}/{epochs} loss {row['loss']:.4f} acc {row['accuracy']:.4f} "
+                f"val_loss {row['val_loss']:.4f} val_acc {row['val_accuracy']:.4f} "
+                f"{row['seconds']:.1f}s ({row['train_seconds']:.1f}s training, {row['images_per_second']:.0f} img/s)",
+                file=sys.stderr,
+                flush=True,
+            )
         shown = len(rows)
 
 
@@ -312,58 +378,88 @@ def run(args) -> dict:
     runs = open_storage(args.runs)
     run_dir = runs.join(args.runs, run_id)
     if runs.exists(run_dir):
-        raise SetupError(f"{run_dir} is complete already: nothing to resume" if args.resume else
-                         f"{run_dir} exists already: choose another --run-id")
+        raise SetupError(
+            f"{run_dir} is complete already: nothing to resume"
+            if args.resume
+            else f"{run_dir} exists already: choose another --run-id"
+        )
     if args.resume:
         settings = runs.join(run_dir + ".partial", "settings.json")
         if not runs.exists(settings):
-            raise SetupError(f"no interrupted run {run_id} under {args.runs} ({run_id}.partial with its settings.json): "
-                             "'./kit status' lists the interrupted runs")
+            raise SetupError(
+                f"no interrupted run {run_id} under {args.runs} ({run_id}.partial with its settings.json): "
+                "'./kit status' lists the interrupted runs"
+            )
         resume_settings(args, json.loads(runs.read_bytes(settings)))
     storage = open_storage(args.data)
     manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
     train_files = [s["file"] for s in manifest["splits"]["train"]["shards"]]
     if len(train_files) < args.slots:
-        raise SetupError(f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
-                         f"stage with --shards {args.slots} or more")
+        raise SetupError(
+            f"{len(train_files)} training shards cannot be split by FILE over {args.slots} workers: "
+            f"stage with --shards {args.slots} or more"
+        )
     cores = str(args.cores_per_slot)
-    app = Application(lambda: spark_session(f"train-cnn-{args.slots}x{args.cores_per_slot}", args.master, {
-        "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
-        "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
-        "spark.executorEnv.OMP_NUM_THREADS": cores, "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
-        "spark.task.cpus": cores, "spark.executor.cores": cores}))
+    app = Application(
+        lambda: spark_session(
+            f"train-cnn-{args.slots}x{args.cores_per_slot}",
+            args.master,
+            {
+                "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
+                "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
+                "spark.executorEnv.OMP_NUM_THREADS": cores,
+                "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
+                "spark.task.cpus": cores,
+                "spark.executor.cores": cores,
+            },
+        )
+    )
     stop = threading.Event()
     try:
         check_slots(app.sc, args.slots, args.cores_per_slot)
         config = {
-            "data": args.data, "runs": args.runs, "run_id": run_id, "partial_dir": run_dir + ".partial",
-            "slots": args.slots, "cores_per_slot": args.cores_per_slot, "epochs": args.epochs,
-            "batch_per_worker": args.batch_per_worker, "recipe": args.recipe, "patience": args.patience,
-            "keep_checkpoints": args.keep_checkpoints, "seed": args.seed, "pin_cores": args.pin_cores,
+            "data": args.data,
+            "runs": args.runs,
+            "run_id": run_id,
+            "partial_dir": run_dir + ".partial",
+            "slots": args.slots,
+            "cores_per_slot": args.cores_per_slot,
+            "epochs": args.epochs,
+            "batch_per_worker": args.batch_per_worker,
+            "recipe": args.recipe,
+            "patience": args.patience,
+            "keep_checkpoints": args.keep_checkpoints,
+            "seed": args.seed,
+            "pin_cores": args.pin_cores,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
-            "driver": uuid.uuid4().hex[:8], "validation_records": args.validation_records,
+            "driver": uuid.uuid4().hex[:8],
+            "validation_records": args.validation_records,
             "test_records": manifest["splits"]["test"]["records"],
             "train_files": train_files,
             "test_files": [s["file"] for s in manifest["splits"]["test"]["shards"]],
             "train_records": {s["file"]: s["records"] for s in manifest["splits"]["train"]["shards"]},
-            "steps_per_epoch": args.steps_per_epoch or
-            manifest["splits"]["train"]["records"] // (args.batch_per_worker * args.slots),
+            "steps_per_epoch": args.steps_per_epoch
+            or manifest["splits"]["train"]["records"] // (args.batch_per_worker * args.slots),
         }
         if not args.resume:
             runs.delete(config["partial_dir"])
-            runs.replace_bytes(runs.join(config["partial_dir"], "settings.json"), json.dumps(
-                {key: config[key] if key in config else getattr(args, key) for key in RUN_SETTINGS}).encode())
-        follower = threading.Thread(target=follow_progress, args=(runs, config["partial_dir"], args.epochs, stop),
-                                    daemon=True)
+            runs.replace_bytes(
+                runs.join(config["partial_dir"], "settings.json"),
+                json.dumps({key: config[key] if key in config else getattr(args, key) for key in RUN_SETTINGS}).encode(),
+            )
+        follower = threading.Thread(target=follow_progress, args=(runs, config["partial_dir"], args.epochs, stop), daemon=True)
         follower.start()
         started = time.monotonic()
         submitted = time.time()
-        metrics = run_with_retries(app, args, lambda: MirroredStrategyRunner(
-            num_slots=args.slots, use_gpu=False).run(train_fn, config=config))
+        metrics = run_with_retries(
+            app, args, lambda: MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
+        )
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
         # when each phase of the run began, in seconds from the driver's start: where start-up goes
-        metrics["timeline"] = [[name, round(at - driver_started, 1)] for name, at in
-                               [("submitted", submitted), *metrics.pop("marks"), ("returned", time.time())]]
+        metrics["timeline"] = [
+            [name, round(at - driver_started, 1)]
+            for name, at in [("submitted", submitted), *metrics.pop("marks"), ("returned", time.time())]
+        ]
         metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(app.sc)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())

@@ -3,6 +3,7 @@
 Reads the staged raw batch files (the same records as the TFRecord shards), parses them in the
 executors, and trains and scores with MLlib alone: Spark's own answer to the same task.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,20 +43,27 @@ def run(args) -> dict:
     spark = spark_session("mllib-mlp-cifar10", args.master, {"spark.task.cpus": "1"})
     try:
         raw = args.data.rstrip("/") + "/raw/*.bin"
-        frame = spark.createDataFrame(spark.sparkContext.binaryFiles(raw).flatMap(rows_of),
-                                      ["split", "label", "features"]).cache()
+        frame = spark.createDataFrame(
+            spark.sparkContext.binaryFiles(raw).flatMap(rows_of), ["split", "label", "features"]
+        ).cache()
         train, test = frame.filter("split = 'train'"), frame.filter("split = 'test'")
         started = time.monotonic()
-        model = MultilayerPerceptronClassifier(layers=[3072, args.hidden, 10], maxIter=args.max_iter,
-                                               seed=args.seed, blockSize=128).fit(train)
+        model = MultilayerPerceptronClassifier(
+            layers=[3072, args.hidden, 10], maxIter=args.max_iter, seed=args.seed, blockSize=128
+        ).fit(train)
         train_seconds = time.monotonic() - started
         predictions = model.transform(test)
         accuracy = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(predictions)
         records = train.count()
     finally:
         spark.stop()
-    return {"model": f"MLP 3072-{args.hidden}-10", "max_iter": args.max_iter, "test_accuracy": accuracy,
-            "train_seconds": round(train_seconds, 1), "train_records": records}
+    return {
+        "model": f"MLP 3072-{args.hidden}-10",
+        "max_iter": args.max_iter,
+        "test_accuracy": accuracy,
+        "train_seconds": round(train_seconds, 1),
+        "train_records": records,
+    }
 
 
 def main(argv=None) -> dict:

@@ -3,6 +3,7 @@
 The kit's 1-slot run is compared with this on the same cores, so the framework's overhead
 becomes a ratio rather than a guess.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,13 +20,21 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--validation-records", type=int, default=None,
-                        help="test records validated after each epoch (default: all; the final test uses all)")
+    parser.add_argument(
+        "--validation-records",
+        type=int,
+        default=None,
+        help="test records validated after each epoch (default: all; the final test uses all)",
+    )
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--patience", type=int, default=5)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--first-cpu", type=int, default=0,
-                        help="pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)")
+    parser.add_argument(
+        "--first-cpu",
+        type=int,
+        default=0,
+        help="pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)",
+    )
     parser.add_argument("--no-pin", dest="pin", action="store_false")
     return parser.parse_args(argv)
 
@@ -36,7 +45,7 @@ def run(args) -> dict:
     cpus = None
     if args.pin:
         available = sorted(os.sched_getaffinity(0))
-        cpus = available[args.first_cpu:args.first_cpu + args.threads]
+        cpus = available[args.first_cpu : args.first_cpu + args.threads]
         if len(cpus) < args.threads:
             raise ValueError(f"--first-cpu {args.first_cpu} --threads {args.threads}: only CPUs {available} here")
         placement.pin_process(cpus)
@@ -58,33 +67,59 @@ def run(args) -> dict:
     files = {split: [s["file"] for s in manifest["splits"][split]["shards"]] for split in ("train", "test")}
     steps = args.steps_per_epoch or manifest["splits"]["train"]["records"] // args.batch
     # as the kit's training: short epochs read (and cache) one epoch's records, validate a part
-    train = make_dataset(args.data, files["train"], args.batch, training=True, seed=args.seed,
-                         records=steps * args.batch if args.steps_per_epoch else None)
+    train = make_dataset(
+        args.data,
+        files["train"],
+        args.batch,
+        training=True,
+        seed=args.seed,
+        records=steps * args.batch if args.steps_per_epoch else None,
+    )
     test = make_dataset(args.data, files["test"], args.batch, training=False)
     model = build_model()
+
     def show(row):
-        print(f"plain: epoch {row['epoch']}/{args.epochs} acc {row['accuracy']:.4f} "
-              f"val_acc {row['val_accuracy']:.4f} {row['images_per_second']:.0f} img/s", flush=True)
+        print(
+            f"plain: epoch {row['epoch']}/{args.epochs} acc {row['accuracy']:.4f} "
+            f"val_acc {row['val_accuracy']:.4f} {row['images_per_second']:.0f} img/s",
+            flush=True,
+        )
 
     history = epoch_history(steps, args.batch, on_row=show)
     started = time.monotonic()
     validation_batches = validation_steps(args.validation_records, manifest["splits"]["test"]["records"], args.batch)
-    validation = test if validation_batches is None else make_dataset(
-        args.data, files["test"], args.batch, training=False, records=validation_batches * args.batch)
-    model.fit(train, epochs=args.epochs, steps_per_epoch=steps, validation_data=validation,
-              validation_steps=validation_batches,
-              verbose=0,
-              # the kit's step, so the comparison is of the framework only (one worker: nothing to sum)
-              callbacks=[sync_metrics_once_per_epoch(model), history,
-                         keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
-                                                       restore_best_weights=True)])
+    validation = (
+        test
+        if validation_batches is None
+        else make_dataset(args.data, files["test"], args.batch, training=False, records=validation_batches * args.batch)
+    )
+    model.fit(
+        train,
+        epochs=args.epochs,
+        steps_per_epoch=steps,
+        validation_data=validation,
+        validation_steps=validation_batches,
+        verbose=0,
+        # the kit's step, so the comparison is of the framework only (one worker: nothing to sum)
+        callbacks=[
+            sync_metrics_once_per_epoch(model),
+            history,
+            keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
+        ],
+    )
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
-    return {"threads": args.threads, "cpus": cpus, "peak_rss_mb": placement.peak_rss_mb(),
-            "epochs_run": len(history.rows), "history": history.rows,
-            "test_loss": float(test_loss), "test_accuracy": float(test_accuracy),
-            "train_seconds": round(train_seconds, 1),
-            "steady_images_per_second": steady_rate(history.rows)}
+    return {
+        "threads": args.threads,
+        "cpus": cpus,
+        "peak_rss_mb": placement.peak_rss_mb(),
+        "epochs_run": len(history.rows),
+        "history": history.rows,
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_accuracy),
+        "train_seconds": round(train_seconds, 1),
+        "steady_images_per_second": steady_rate(history.rows),
+    }
 
 
 def main(argv=None) -> dict:

@@ -5,6 +5,7 @@ kit shows it when a wait times out) and exits 0 only when the service is ready f
 not merely listening: the namenode out of safe mode with its datanodes live, a worker
 registered with the master with all its cores.
 """
+
 from __future__ import annotations
 
 import json

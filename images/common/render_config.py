@@ -8,6 +8,7 @@ file's syntax, and a file never appears half-written.
 
 Runs inside the images with nothing but the standard library, and is imported by unit tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,14 +38,15 @@ def collect(environ: dict[str, str]) -> dict[str, dict[str, str]]:
 def xml_escape(text: str, where: str) -> str:
     if XML_FORBIDDEN.search(text):
         raise ConfigError(f"{where}: contains a control character that XML cannot represent")
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&apos;"))
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;").replace("'", "&apos;")
 
 
 def render_hadoop_xml(entries: dict[str, str], file_name: str = "site.xml") -> str:
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             "<!-- Rendered from the environment at container start; edits are overwritten. -->",
-             "<configuration>"]
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        "<!-- Rendered from the environment at container start; edits are overwritten. -->",
+        "<configuration>",
+    ]
     for key, value in entries.items():
         where = f"{file_name} {key}"
         lines.append("  <property>")

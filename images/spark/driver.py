@@ -7,6 +7,7 @@ hooks (event log, context stop) and carries the job's own exit code to spark-sub
 
 usage: spark-submit /opt/kit/driver.py JOB.py [ARGS...]
 """
+
 import runpy
 import signal
 import sys

@@ -3,6 +3,7 @@
 Its project name is unique per run, so it runs beside a user's cluster; teardown removes its
 containers, network and volumes even when setup fails.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,11 @@ def docker_client():
         client = docker.from_env()
         client.ping()
     except Exception as error:
-        pytest.fail(f"No Docker engine answers ({error}). The integration tests need one: run them with "
-                    "'./kit test' (it brings an engine up), or deselect them with -m 'not integration'.",
-                    pytrace=False)
+        pytest.fail(
+            f"No Docker engine answers ({error}). The integration tests need one: run them with "
+            "'./kit test' (it brings an engine up), or deselect them with -m 'not integration'.",
+            pytrace=False,
+        )
     remove_leftover_test_clusters(client)
     return client
 
@@ -72,12 +75,11 @@ def target(cluster):
 
 @pytest.fixture(scope="session")
 def staged(cluster, source, target):
-    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
-                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
+    code, output = run_job(
+        cluster, "/opt/dlkit/jobs/stage_cifar.py", ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source
+    )
     assert code == 0, output[-4000:]
     return result_of(output)
-
-
 
 
 @pytest.fixture(scope="session")
@@ -87,9 +89,28 @@ def bench_runs(cluster, staged, tmp_path_factory) -> dict:
     tests' evidence."""
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test", "INVOKE_DATA_DIR": str(out / "no-data")}
-    command = [sys.executable, "-m", "invoke", "bench", "--project", cluster.shape.project, "--slots", "1,2",
-               "--epochs", "2", "--steps-per-epoch", "5", "--cores-per-slot", "2", "--baselines", "plain",
-               "--repeats", "2", "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "invoke",
+        "bench",
+        "--project",
+        cluster.shape.project,
+        "--slots",
+        "1,2",
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "5",
+        "--cores-per-slot",
+        "2",
+        "--baselines",
+        "plain",
+        "--repeats",
+        "2",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]

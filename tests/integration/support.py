@@ -2,6 +2,7 @@
 
 The fixtures that use them are in conftest.py; test modules import these from here.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,9 +44,11 @@ def unique_project(kind: str = "") -> str:
 def remove_leftover_test_clusters(client) -> None:
     """Clusters of earlier test runs whose pytest is gone (killed, crashed) are removed first."""
     projects = set()
-    for listing in (client.containers.list(all=True, filters={"label": PROJECT_LABEL}),
-                    client.networks.list(filters={"label": PROJECT_LABEL}),
-                    client.volumes.list(filters={"label": PROJECT_LABEL})):
+    for listing in (
+        client.containers.list(all=True, filters={"label": PROJECT_LABEL}),
+        client.networks.list(filters={"label": PROJECT_LABEL}),
+        client.volumes.list(filters={"label": PROJECT_LABEL}),
+    ):
         for item in listing:
             labels = item.labels if hasattr(item, "labels") else (item.attrs.get("Labels") or {})
             projects.add(labels.get(PROJECT_LABEL, ""))
@@ -53,8 +56,7 @@ def remove_leftover_test_clusters(client) -> None:
         match = re.fullmatch(r"dlkit-test-(?:[a-z]+-)?(\d+)-[0-9a-f]+", project)
         if match and not pid_alive(int(match[1])):
             print(f"removing the leftover test cluster {project}")
-            Cluster(dataclasses.replace(shape_for_tests(), project=project), client).down(volumes=True,
-                                                                                   say=lambda line: None)
+            Cluster(dataclasses.replace(shape_for_tests(), project=project), client).down(volumes=True, say=lambda line: None)
 
 
 def pid_alive(pid: int) -> bool:
@@ -69,8 +71,9 @@ def pid_alive(pid: int) -> bool:
 
 def shape_for_tests(**changes):
     shape = cluster_shape(kit_context(), project=unique_project())
-    return dataclasses.replace(shape, namenode_ui_port=0, spark_master_ui_port=0,
-                               spark_worker_ui_port=0, spark_history_ui_port=0, **changes)
+    return dataclasses.replace(
+        shape, namenode_ui_port=0, spark_master_ui_port=0, spark_worker_ui_port=0, spark_history_ui_port=0, **changes
+    )
 
 
 @contextlib.contextmanager
@@ -96,8 +99,9 @@ def client_container(cluster: Cluster, command: list[str]) -> DockerContainer:
         container.with_env(key, value)
     for host_path, mount in spec.get("volumes", {}).items():
         container.with_volume_mapping(host_path, mount["bind"], mount["mode"])
-    return container.with_kwargs(**{key: spec[key] for key in
-                                    ("hostname", "labels", "network", "nano_cpus", "mem_limit", "working_dir")})
+    return container.with_kwargs(
+        **{key: spec[key] for key in ("hostname", "labels", "network", "nano_cpus", "mem_limit", "working_dir")}
+    )
 
 
 def run_in_client(cluster: Cluster, command: list[str], timeout: float = 300) -> str:
@@ -123,8 +127,14 @@ TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
 
 def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
     lines = []
-    code = cluster.run_client(["spark-submit", DRIVER, job, *args], ROOT, out=lines.append,
-                              mounts={str(source): SOURCE}, collect=collect, timeout=JOB_TIMEOUT)
+    code = cluster.run_client(
+        ["spark-submit", DRIVER, job, *args],
+        ROOT,
+        out=lines.append,
+        mounts={str(source): SOURCE},
+        collect=collect,
+        timeout=JOB_TIMEOUT,
+    )
     return code, "\n".join(lines)
 
 
@@ -137,5 +147,3 @@ def readable(path):
             break
         parent.chmod(parent.stat().st_mode | 0o055)
     return path
-
-

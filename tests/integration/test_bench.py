@@ -1,4 +1,5 @@
 """A tiny `./kit bench` against the test cluster writes results.json, report.md and curves.png."""
+
 from __future__ import annotations
 
 import os
@@ -23,9 +24,14 @@ def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_ra
     assert results["repeats"] == 2 and len(results["rounds"]) == 2
     assert all(set(rates) == {1, 2, "plain"} or set(rates) == {"1", "2", "plain"} for rates in results["rounds"])
     order = [line.split("kit: bench: ", 1)[1] for line in output.splitlines() if line.startswith("kit: bench: ")]
-    assert order == ["1 slot(s) x 2 core(s) (round 1 of 2)", "2 slot(s) x 2 core(s) (round 1 of 2)",
-                     "baseline plain tf-keras on 2 core(s) (round 1 of 2)", "1 slot(s) x 2 core(s) (round 2 of 2)",
-                     "2 slot(s) x 2 core(s) (round 2 of 2)", "baseline plain tf-keras on 2 core(s) (round 2 of 2)"]
+    assert order == [
+        "1 slot(s) x 2 core(s) (round 1 of 2)",
+        "2 slot(s) x 2 core(s) (round 1 of 2)",
+        "baseline plain tf-keras on 2 core(s) (round 1 of 2)",
+        "1 slot(s) x 2 core(s) (round 2 of 2)",
+        "2 slot(s) x 2 core(s) (round 2 of 2)",
+        "baseline plain tf-keras on 2 core(s) (round 2 of 2)",
+    ]
     assert all(len(row["rates"]) == 2 for row in results["configurations"])
     efficiency = results["ratios"]["efficiency"]
     assert efficiency["rounds"] == 2 and efficiency["low"] <= efficiency["median"] <= efficiency["high"]

@@ -1,4 +1,5 @@
 """The cluster foundation on real containers: HDFS, Spark standalone, barrier mode, lifecycle."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,13 @@ JOBS = "/opt/dlkit/tests/integration/jobs"
 def test_status_reports_a_healthy_cluster_with_two_datanodes_and_a_four_core_worker(cluster):
     report = cluster.status()
     assert {s["name"]: s["health"] for s in report["services"]} == {
-        "namenode": "healthy", "datanode-1": "healthy", "datanode-2": "healthy",
-        "spark-master": "healthy", "spark-worker": "healthy", "spark-history": "healthy"}
+        "namenode": "healthy",
+        "datanode-1": "healthy",
+        "datanode-2": "healthy",
+        "spark-master": "healthy",
+        "spark-worker": "healthy",
+        "spark-history": "healthy",
+    }
     assert report["hdfs"]["safemode"] == "OFF"
     assert report["hdfs"]["live_datanodes"] == 2
     assert [(w["state"], w["cores"]) for w in report["spark"]["workers"]] == [("ALIVE", 4)]
@@ -43,8 +49,9 @@ def test_hdfs_folders_belong_to_the_job_user(cluster):
 
 
 def test_a_file_written_from_a_client_container_reads_back_byte_identical(cluster):
-    result = result_of(run_in_client(cluster, ["python", f"{JOBS}/hdfs_roundtrip.py",
-                                               "/tmp/roundtrip.bin", str(5 * 1024 * 1024 + 7), "2"]))
+    result = result_of(
+        run_in_client(cluster, ["python", f"{JOBS}/hdfs_roundtrip.py", "/tmp/roundtrip.bin", str(5 * 1024 * 1024 + 7), "2"])
+    )
     assert result["length"] == 5 * 1024 * 1024 + 7
     assert result["read_sha256"] == result["written_sha256"]
     # A second, independent client (Hadoop's own Java CLI) reads the very same bytes.
@@ -54,8 +61,9 @@ def test_a_file_written_from_a_client_container_reads_back_byte_identical(cluste
 
 
 def test_a_file_with_replication_two_survives_stopping_one_datanode(cluster):
-    written = result_of(run_in_client(cluster, ["python", f"{JOBS}/hdfs_roundtrip.py",
-                                                "/tmp/replicated.bin", str(3 * 1024 * 1024), "2"]))
+    written = result_of(
+        run_in_client(cluster, ["python", f"{JOBS}/hdfs_roundtrip.py", "/tmp/replicated.bin", str(3 * 1024 * 1024), "2"])
+    )
     cluster.hdfs(["dfs", "-setrep", "-w", "2", "/tmp/replicated.bin"])  # returns once 2 replicas exist
     report = cluster.hdfs(["fsck", "/tmp/replicated.bin", "-files", "-blocks", "-locations"])
     assert "Status: HEALTHY" in report and re.search(r"Under-replicated blocks:\s+0 ", report)
@@ -67,8 +75,7 @@ def test_a_file_with_replication_two_survives_stopping_one_datanode(cluster):
         assert read == {"sha256": written["written_sha256"], "length": 3 * 1024 * 1024}
     finally:
         datanode.start()
-        wait_healthy([("datanode-2", datanode), ("namenode", cluster.container("namenode"))], timeout=180,
-                     probe=cluster.probe)
+        wait_healthy([("datanode-2", datanode), ("namenode", cluster.container("namenode"))], timeout=180, probe=cluster.probe)
 
 
 @pytest.fixture(scope="module")

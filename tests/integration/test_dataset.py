@@ -1,4 +1,5 @@
 """CIFAR-10 staging and EDA on the real cluster, with a small synthetic dataset."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,17 @@ def test_staging_writes_every_record_into_the_requested_shards(staged):
 
 def test_the_staged_layout_in_hdfs_is_complete(cluster, staged):
     listing = cluster.hdfs(["dfs", "-ls", "-R", "/data/cifar10-test"])
-    files = sorted(line.split()[-1].removeprefix("/data/cifar10-test/") for line in listing.splitlines()
-                   if line.startswith("-"))
-    assert files == sorted(["manifest.json", *(f"raw/data_batch_{i}.bin" for i in range(1, 6)), "raw/test_batch.bin",
-                            *(f"{split}/part-{k:05d}.tfrecord" for split in ("train", "test") for k in range(SHARDS))])
+    files = sorted(
+        line.split()[-1].removeprefix("/data/cifar10-test/") for line in listing.splitlines() if line.startswith("-")
+    )
+    assert files == sorted(
+        [
+            "manifest.json",
+            *(f"raw/data_batch_{i}.bin" for i in range(1, 6)),
+            "raw/test_batch.bin",
+            *(f"{split}/part-{k:05d}.tfrecord" for split in ("train", "test") for k in range(SHARDS)),
+        ]
+    )
 
 
 def test_every_staged_record_decodes_to_its_source_record(cluster, staged, source, target):
@@ -34,17 +42,22 @@ def test_every_staged_record_decodes_to_its_source_record(cluster, staged, sourc
 
 
 def test_staging_the_same_inputs_again_is_a_no_op(cluster, staged, source, target):
-    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
-                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source)
+    code, output = run_job(
+        cluster, "/opt/dlkit/jobs/stage_cifar.py", ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source
+    )
     assert code == 0, output[-4000:]
     again = result_of(output)
     assert again["up_to_date"] is True and again["checksum"] == staged["checksum"]
 
 
 def test_eda_counts_labels_exactly_and_writes_its_figures(cluster, staged, source, target, tmp_path):
-    code, output = run_job(cluster, "/opt/dlkit/jobs/eda_cifar.py",
-                           ["--data", target, "--out", "/home/spark/out"], source,
-                           collect=("/home/spark/out", tmp_path))
+    code, output = run_job(
+        cluster,
+        "/opt/dlkit/jobs/eda_cifar.py",
+        ["--data", target, "--out", "/home/spark/out"],
+        source,
+        collect=("/home/spark/out", tmp_path),
+    )
     assert code == 0, output[-4000:]
     report = json.loads((tmp_path / "eda.json").read_text())
     assert list(report["splits"]["train"]["label_counts"].values()) == [5 * TRAIN_PER_BATCH // 10] * 10
@@ -64,11 +77,14 @@ def test_a_corrupt_input_fails_with_file_and_offset_and_leaves_nothing_in_hdfs(c
     data[3 * RECORD_BYTES] = 12  # the label byte of record 3
     (corrupt / "data_batch_2.bin").write_bytes(bytes(data))
     target = cluster.shape.default_fs + "/data/cifar10-corrupt"
-    code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py",
-                           ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], readable(corrupt))
+    code, output = run_job(
+        cluster,
+        "/opt/dlkit/jobs/stage_cifar.py",
+        ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)],
+        readable(corrupt),
+    )
     assert code == 1, output[-4000:]
     assert f"data_batch_2.bin: record 3 at byte offset {3 * RECORD_BYTES} has label 12, outside 0-9" in output
     assert "Traceback" not in output.split("stage: bad input")[-1]
-    leftovers = [line.split()[-1] for line in cluster.hdfs(["dfs", "-ls", "/data"]).splitlines()
-                 if "cifar10-corrupt" in line]
+    leftovers = [line.split()[-1] for line in cluster.hdfs(["dfs", "-ls", "/data"]).splitlines() if "cifar10-corrupt" in line]
     assert leftovers == []

@@ -1,4 +1,5 @@
 """`./kit demo` end to end with tiny data: on the embedded local-cluster, and on the containers."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -16,17 +17,25 @@ DEMO_TIMEOUT = 1500
 
 def tiny_demo_env(tmp_path, **extra) -> dict:
     readable(tmp_path)
-    return {**os.environ,
-            "INVOKE_DATA_DIR": str(tmp_path / "data"), "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"),
-            "INVOKE_DATA_URL": "http://127.0.0.1:9/cifar-10-binary.tar.gz",  # unreachable: synthetic stand-in
-            "INVOKE_DATA_SYNTHETIC_TRAIN_PER_BATCH": "200", "INVOKE_DATA_SYNTHETIC_TEST_RECORDS": "200",
-            "INVOKE_DATA_SHARDS": "4", "INVOKE_DEMO_EPOCHS": "1", "INVOKE_DEMO_STEPS_PER_EPOCH": "4",
-            "INVOKE_DEMO_EDA_FRACTION": "1.0", **extra}
+    return {
+        **os.environ,
+        "INVOKE_DATA_DIR": str(tmp_path / "data"),
+        "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"),
+        "INVOKE_DATA_URL": "http://127.0.0.1:9/cifar-10-binary.tar.gz",  # unreachable: synthetic stand-in
+        "INVOKE_DATA_SYNTHETIC_TRAIN_PER_BATCH": "200",
+        "INVOKE_DATA_SYNTHETIC_TEST_RECORDS": "200",
+        "INVOKE_DATA_SHARDS": "4",
+        "INVOKE_DEMO_EPOCHS": "1",
+        "INVOKE_DEMO_STEPS_PER_EPOCH": "4",
+        "INVOKE_DEMO_EDA_FRACTION": "1.0",
+        **extra,
+    }
 
 
 def run_demo(env: dict, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "invoke", "demo", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=DEMO_TIMEOUT)
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "demo", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=DEMO_TIMEOUT
+    )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
     return output
@@ -53,14 +62,14 @@ def test_the_embedded_demo_runs_the_experiment_without_docker(tmp_path):
     assert (tmp_path / "results" / "embedded" / "storage" / "data" / "cifar10" / "manifest.json").is_file()
 
 
-def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis_then_up_and_down(tmp_path, docker_client,
-                                                                                         cluster):
+def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis_then_up_and_down(tmp_path, docker_client, cluster):
     # A second cluster beside the session's, of another shape given by settings alone: names never
     # collide, and the demo's own cluster then proves an idempotent up and a down that leaves nothing.
     project = unique_project("demo")
     shape = {"INVOKE_CLUSTER_PROJECT": project, "INVOKE_CLUSTER_DATANODES": "1", "INVOKE_CLUSTER_REPLICATION": "1"}
-    demo_cluster = Cluster(dataclasses.replace(cluster_shape(kit_context(), project=project), datanodes=1,
-                                               replication=1), docker_client)
+    demo_cluster = Cluster(
+        dataclasses.replace(cluster_shape(kit_context(), project=project), datanodes=1, replication=1), docker_client
+    )
     try:
         output = run_demo(tiny_demo_env(tmp_path, **shape))
         assert_demo_results(tmp_path, "cluster", output)
@@ -71,12 +80,17 @@ def test_the_containerised_demo_leaves_the_cluster_running_with_its_uis_then_up_
 
         # staging the same inputs again is settled from the manifest alone: no Spark application
         applications = len(demo_cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"])
-        done = subprocess.run([sys.executable, "-m", "invoke", "stage"], cwd=ROOT, capture_output=True, text=True,
-                              env=tiny_demo_env(tmp_path, **shape), timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "invoke", "stage"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            env=tiny_demo_env(tmp_path, **shape),
+            timeout=300,
+        )
         assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
         assert "already staged (same inputs)" in done.stdout and "| train | 1000 | 4 |" in done.stdout
-        assert len(demo_cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"]) == \
-            applications
+        assert len(demo_cluster.fetch_json("spark-master", "http://localhost:8080/json/")["completedapps"]) == applications
 
         ids = sorted(c.id for c in demo_cluster.containers())
         assert demo_cluster.up(say=lambda line: None)["hdfs"]["live_datanodes"] == 1

@@ -1,6 +1,7 @@
 """Faults on the real cluster: lost executors, a restarted worker and a stopped driver during
 training, a lost datanode during staging, a namenode restart. Each test puts the shared cluster
 back to healthy before it ends."""
+
 from __future__ import annotations
 
 import json
@@ -26,15 +27,17 @@ from tests.integration.support import (
 )
 
 TRAIN = "/opt/dlkit/jobs/train_cnn.py"
-KILL_EXECUTORS = ("import os, signal\n"  # every executor JVM of the worker, not this script itself
-                  "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-                  "    try:\n"
-                  "        command = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
-                  "        executor = any(b'CoarseGrainedExecutorBackend' in part for part in command)\n"
-                  "        if command[0].endswith(b'/java') and executor:\n"
-                  "            os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n"
-                  "    except OSError:\n"
-                  "        pass\n")
+KILL_EXECUTORS = (
+    "import os, signal\n"  # every executor JVM of the worker, not this script itself
+    "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+    "    try:\n"
+    "        command = open(f'/proc/{pid}/cmdline', 'rb').read().split(b'\\0')\n"
+    "        executor = any(b'CoarseGrainedExecutorBackend' in part for part in command)\n"
+    "        if command[0].endswith(b'/java') and executor:\n"
+    "            os.kill(int(pid), signal.SIGKILL); print('killed', pid)\n"
+    "    except OSError:\n"
+    "        pass\n"
+)
 
 
 def hdfs_text(cluster, path: str) -> str | None:
@@ -59,18 +62,29 @@ def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> None:
     assert process.poll() is None, f"training ended before the fault could be injected: {process.communicate()[0][-3000:]}"
 
 
-def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped_by_ctrl_c(cluster, staged, target,
-                                                                                            source, tmp_path):
+def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped_by_ctrl_c(
+    cluster, staged, target, source, tmp_path
+):
     # Three faults in one run of `invoke train`: executor JVMs killed (the application survives);
     # the worker container restarted (a node reboot: the master may end the whole application);
     # Ctrl-C (the driver gone, as with a killed client or a rebooted host), then `--resume`.
-    env = {**os.environ, "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test", "INVOKE_DATA_DIR": str(tmp_path / "no-data"),
-           "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"), "INVOKE_TRAIN_ATTEMPTS": "4",
-           "INVOKE_TRAIN_RECOVERY_WAIT": "240"}
+    env = {
+        **os.environ,
+        "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test",
+        "INVOKE_DATA_DIR": str(tmp_path / "no-data"),
+        "INVOKE_DATA_RESULTS_DIR": str(tmp_path / "results"),
+        "INVOKE_TRAIN_ATTEMPTS": "4",
+        "INVOKE_TRAIN_RECOVERY_WAIT": "240",
+    }
     train = [sys.executable, "-m", "invoke", "train", "--project", cluster.shape.project]
-    process = subprocess.Popen([*train, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "60",
-                                "--run-id", "it-resume"], cwd=ROOT, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [*train, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "60", "--run-id", "it-resume"],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_epoch(cluster, process, "it-resume", 1)
         killed_at = time.time()
@@ -95,8 +109,9 @@ def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped
     assert "it-resume.partial" in cluster.hdfs(["dfs", "-ls", "/runs"])
     new_application = "starting a new application" in output
 
-    done = subprocess.run([*train, "--resume", "it-resume"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=JOB_TIMEOUT)
+    done = subprocess.run(
+        [*train, "--resume", "it-resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     metrics = json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))
     assert metrics["driver_resumes"] == 1 and metrics["steps_per_epoch"] == 60, metrics  # its own settings
@@ -107,13 +122,19 @@ def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped
     assert set(metrics["epochs_redone"]) <= {2, 3, 4}, metrics  # at most the one interrupted epoch per fault
     attempts = metrics["attempts"]
     started = [a["started_at"] for a in attempts]
-    print(f"fault: executors killed after epoch 1, resumed {min(t for t in started if t > killed_at) - killed_at:.1f}s "
-          f"later; worker restarted after epoch 2, resumed {min(t for t in started if t > restarted_at) - restarted_at:.1f}s "
-          f"later ({'in a new application' if new_application else 'in the same application'}); Ctrl-C after epoch 3 "
-          f"stopped the driver in {stopped_in:.1f}s and --resume went on from epoch {resumed[-1]}; epochs redone "
-          f"{metrics['epochs_redone']}, restarts {metrics['restarts']}")
-    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
-                           [cluster.shape.default_fs + "/runs/it-resume", target], source)
+    print(
+        f"fault: executors killed after epoch 1, resumed {min(t for t in started if t > killed_at) - killed_at:.1f}s "
+        f"later; worker restarted after epoch 2, resumed {min(t for t in started if t > restarted_at) - restarted_at:.1f}s "
+        f"later ({'in a new application' if new_application else 'in the same application'}); Ctrl-C after epoch 3 "
+        f"stopped the driver in {stopped_in:.1f}s and --resume went on from epoch {resumed[-1]}; epochs redone "
+        f"{metrics['epochs_redone']}, restarts {metrics['restarts']}"
+    )
+    code, output = run_job(
+        cluster,
+        "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
+        [cluster.shape.default_fs + "/runs/it-resume", target],
+        source,
+    )
     assert code == 0, output[-4000:]
     assert result_of(output)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1.5 / TEST_RECORDS)
 
@@ -132,9 +153,23 @@ def test_staging_loses_nothing_when_a_datanode_dies_halfway(cluster, staged, sou
     lines: list[str] = []
     started = time.monotonic()
     try:
-        code = cluster.run_client(["spark-submit", DRIVER, "/opt/dlkit/jobs/stage_cifar.py", "--source", SOURCE,
-                                   "--target", target, "--shards", str(SHARDS)], ROOT, out=kill_on_third_upload,
-                                  mounts={str(source): SOURCE}, timeout=JOB_TIMEOUT)
+        code = cluster.run_client(
+            [
+                "spark-submit",
+                DRIVER,
+                "/opt/dlkit/jobs/stage_cifar.py",
+                "--source",
+                SOURCE,
+                "--target",
+                target,
+                "--shards",
+                str(SHARDS),
+            ],
+            ROOT,
+            out=kill_on_third_upload,
+            mounts={str(source): SOURCE},
+            timeout=JOB_TIMEOUT,
+        )
         output = "\n".join(lines)
         assert killed.is_set(), "the staging never reached its third upload"
         assert code == 0, output[-5000:]
@@ -147,8 +182,10 @@ def test_staging_loses_nothing_when_a_datanode_dies_halfway(cluster, staged, sou
         assert code == 0, output[-4000:]
         assert result_of(output)["mismatches"] == []
         retries = [line for line in lines if line.startswith("storage:")]
-        print(f"fault: datanode-2 killed during the third upload; staging done in {time.monotonic() - started:.1f}s "
-              f"({result['staging_seconds']}s staging) with {len(retries)} storage retries; every record checked")
+        print(
+            f"fault: datanode-2 killed during the third upload; staging done in {time.monotonic() - started:.1f}s "
+            f"({result['staging_seconds']}s staging) with {len(retries)} storage retries; every record checked"
+        )
     finally:
         cluster.up(say=lambda line: None)  # the datanode back, and the cluster healthy for the next tests
 
@@ -169,8 +206,7 @@ def test_a_namenode_restart_keeps_every_file_and_its_checksum(cluster, staged):
     assert len(before) == 1 + 6 + 2 * SHARDS
     started = time.monotonic()
     cluster.restart("namenode", say=lambda line: None)
-    print(f"fault: namenode restarted, healthy again in {time.monotonic() - started:.1f}s, "
-          f"{len(before)} checksums unchanged")
+    print(f"fault: namenode restarted, healthy again in {time.monotonic() - started:.1f}s, {len(before)} checksums unchanged")
     assert cluster_id() == identity
     assert checksums() == before
     assert "Safe mode is OFF" in cluster.hdfs(["dfsadmin", "-safemode", "get"])

@@ -1,6 +1,7 @@
 """Distributed training on the real cluster: FILE sharding, chief-only writes, slots.
 
 The 1- and 2-slot runs are the tiny bench's (conftest.bench_runs): the same jobs, run once."""
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,10 @@ def test_two_workers_read_disjoint_file_sets_that_cover_every_shard(cluster, two
 def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
     folder = two_slots["folder"]
     listing = cluster.hdfs(["dfs", "-ls", "-R", folder])
-    paths = [line.split()[-1].removeprefix(folder + "/") for line in listing.splitlines()
-             if line.startswith(("-", "d"))]
-    assert {"checkpoints/epoch-0001", "checkpoints/epoch-0002", "final_model.keras", "metrics.json",
-            "sharding.json"} <= set(paths)
+    paths = [line.split()[-1].removeprefix(folder + "/") for line in listing.splitlines() if line.startswith(("-", "d"))]
+    assert {"checkpoints/epoch-0001", "checkpoints/epoch-0002", "final_model.keras", "metrics.json", "sharding.json"} <= set(
+        paths
+    )
     assert not [p for p in paths if "workertemp" in p or p.endswith(".tmp")]
     assert folder.rsplit("/", 1)[-1] + ".partial" not in cluster.hdfs(["dfs", "-ls", "/runs"])
     metrics = hdfs_json(cluster, f"{folder}/metrics.json")
@@ -58,8 +59,12 @@ def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
 
 
 def test_the_saved_model_reproduces_the_reported_test_accuracy(cluster, two_slots, target, source):
-    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
-                           [cluster.shape.default_fs + two_slots["folder"], target], source)
+    code, output = run_job(
+        cluster,
+        "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
+        [cluster.shape.default_fs + two_slots["folder"], target],
+        source,
+    )
     assert code == 0, output[-4000:]
     reloaded = result_of(output)
     assert reloaded["test_accuracy"] == pytest.approx(two_slots["test_accuracy"], abs=1.5 / TEST_RECORDS)
@@ -84,8 +89,10 @@ def test_after_the_sessions_jobs_every_hdfs_block_has_the_clusters_replication(c
     deadline = time.monotonic() + 90  # a datanode restarted by a fault test is re-replicated to meanwhile
     while True:
         report = cluster.hdfs(["fsck", "/"])
-        counts = {name: int(re.search(rf"{name}:\s+(\d+)", report)[1])
-                  for name in ("Under-replicated blocks", "Missing blocks", "Corrupt blocks")}
+        counts = {
+            name: int(re.search(rf"{name}:\s+(\d+)", report)[1])
+            for name in ("Under-replicated blocks", "Missing blocks", "Corrupt blocks")
+        }
         if not any(counts.values()) or time.monotonic() > deadline:
             break
         time.sleep(3)  # re-replication runs every few seconds; bounded by the deadline above

@@ -4,6 +4,7 @@ Trains the reference CNN for two short epochs with validation, as Keras does it 
 kit's metric syncs, then prints a JSON line: per way, the collective ops in the compiled train
 and test steps, and the logs this worker saw.
 """
+
 import json
 import os
 import sys
@@ -11,8 +12,9 @@ import sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 index, ports = int(sys.argv[1]), sys.argv[2].split(",")
-os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports]},
-                                      "task": {"type": "worker", "index": index}})
+os.environ["TF_CONFIG"] = json.dumps(
+    {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+)
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -45,11 +47,21 @@ def train(mode: str) -> dict:
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     data = tf.data.Dataset.from_tensor_slices((images, labels))
     validation = data.take(16).batch(8).with_options(options)
-    history = model.fit(data.repeat().batch(8).with_options(options), epochs=2, steps_per_epoch=3,
-                        validation_data=validation, callbacks=callbacks, verbose=0)
+    history = model.fit(
+        data.repeat().batch(8).with_options(options),
+        epochs=2,
+        steps_per_epoch=3,
+        validation_data=validation,
+        callbacks=callbacks,
+        verbose=0,
+    )
     test = model.evaluate(validation, verbose=0)
-    return {"train_step": collectives(model.train_function), "test_step": collectives(model.test_function),
-            "history": history.history, "test": test}
+    return {
+        "train_step": collectives(model.train_function),
+        "test_step": collectives(model.test_function),
+        "history": history.history,
+        "test": test,
+    }
 
 
 print(json.dumps({mode: train(mode) for mode in ("keras", "synced")}))

@@ -1,4 +1,5 @@
 """The project's own cluster shape (invoke.yaml's cluster section) for unit tests, with fake image tags."""
+
 import dataclasses
 from pathlib import Path
 

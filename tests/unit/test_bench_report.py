@@ -6,19 +6,41 @@ def history(rates):
 
 
 def configuration(slots, rate, **extra):
-    return {"label": f"{slots} slot(s) x 1 core(s)", "slots": slots, "test_accuracy": 0.5, "test_loss": 1.2,
-            "train_seconds": 30.0, "epochs_run": 2, "history": history([rate / 2, rate]),
-            "steady_images_per_second": rate, "startup_seconds": 20.0, "resources": {},
-            "workers": [{"worker": w, "cpus": [w], "peak_rss_mb": 900.0} for w in range(slots)],
-            "executor_jvm_peak_mb": {"0": 300.0}, **extra}
+    return {
+        "label": f"{slots} slot(s) x 1 core(s)",
+        "slots": slots,
+        "test_accuracy": 0.5,
+        "test_loss": 1.2,
+        "train_seconds": 30.0,
+        "epochs_run": 2,
+        "history": history([rate / 2, rate]),
+        "steady_images_per_second": rate,
+        "startup_seconds": 20.0,
+        "resources": {},
+        "workers": [{"worker": w, "cpus": [w], "peak_rss_mb": 900.0} for w in range(slots)],
+        "executor_jvm_peak_mb": {"0": 300.0},
+        **extra,
+    }
 
 
 def test_the_report_sets_the_widest_run_against_the_host_ceiling_and_lists_memory_per_worker():
-    results = {"configurations": [configuration(1, 300.0), configuration(2, 450.0, speed_up=1.5, efficiency=0.75)],
-               "baselines": {"ceiling": {"model": "2 independent copies", "copies": 2, "steady_images_per_second": 500.0,
-                                         "per_copy_images_per_second": [250.0, 250.0], "test_accuracy": 0.4,
-                                         "test_loss": 1.5, "train_seconds": 40.0, "epochs_run": 2}},
-               "warnings": [], "kit_vs_plain": None}
+    results = {
+        "configurations": [configuration(1, 300.0), configuration(2, 450.0, speed_up=1.5, efficiency=0.75)],
+        "baselines": {
+            "ceiling": {
+                "model": "2 independent copies",
+                "copies": 2,
+                "steady_images_per_second": 500.0,
+                "per_copy_images_per_second": [250.0, 250.0],
+                "test_accuracy": 0.4,
+                "test_loss": 1.5,
+                "train_seconds": 40.0,
+                "epochs_run": 2,
+            }
+        },
+        "warnings": [],
+        "kit_vs_plain": None,
+    }
     text = report_markdown(results)
     assert "| 2 slot(s) x 1 core(s) | 0.5000 | 1.2000 | 30.0 | 2 | 10.0 / 8.0 | 450.0 | 1.5 | 0.75 |" in text
     assert "reaches 0.900 of it" in text
@@ -27,12 +49,21 @@ def test_the_report_sets_the_widest_run_against_the_host_ceiling_and_lists_memor
 
 
 def test_the_report_names_the_cpu_steal_of_each_measurement():
-    results = {"configurations": [configuration(1, 300.0, host_steal_percent=1.5),
-                                  configuration(2, 300.0, host_steal_percent=38.0)],
-               "baselines": {"plain": {"threads": 1, "test_accuracy": 0.5, "test_loss": 1.0, "train_seconds": 9.0,
-                                       "steady_images_per_second": 310.0, "host_steal_percent": 0.4}},
-               "warnings": ["the hypervisor took 38.0% ..."], "kit_vs_plain": 0.968}
+    results = {
+        "configurations": [configuration(1, 300.0, host_steal_percent=1.5), configuration(2, 300.0, host_steal_percent=38.0)],
+        "baselines": {
+            "plain": {
+                "threads": 1,
+                "test_accuracy": 0.5,
+                "test_loss": 1.0,
+                "train_seconds": 9.0,
+                "steady_images_per_second": 310.0,
+                "host_steal_percent": 0.4,
+            }
+        },
+        "warnings": ["the hypervisor took 38.0% ..."],
+        "kit_vs_plain": 0.968,
+    }
     text = report_markdown(results)
-    assert ("during each measurement: 1 slot(s) x 1 core(s) 1.5%, 2 slot(s) x 1 core(s) 38.0%, baseline plain 0.4%"
-            in text)
+    assert "during each measurement: 1 slot(s) x 1 core(s) 1.5%, 2 slot(s) x 1 core(s) 38.0%, baseline plain 0.4%" in text
     assert "> warning: the hypervisor took 38.0%" in text

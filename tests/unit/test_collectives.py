@@ -1,4 +1,5 @@
 """The collectives of a training step under MultiWorkerMirroredStrategy, on two local processes."""
+
 import json
 import socket
 import subprocess
@@ -25,9 +26,17 @@ def free_ports(count: int) -> list[int]:
 def runs() -> dict:
     """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes."""
     ports = ",".join(map(str, free_ports(2)))
-    workers = [subprocess.Popen([sys.executable, str(WORKER), str(index), ports], cwd=ROOT,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}) for index in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(index), ports],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        )
+        for index in range(2)
+    ]
     outputs = []
     try:
         for worker in workers:

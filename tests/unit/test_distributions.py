@@ -1,5 +1,6 @@
 """One TensorFlow: tf-keras depends on `tensorflow`, so a second distribution (tensorflow-cpu)
 would install beside it and one would shadow the other's files."""
+
 import re
 import tomllib
 from importlib import metadata
@@ -8,8 +9,14 @@ from pathlib import Path
 from images.build import requirement_pins
 
 ROOT = Path(__file__).resolve().parents[2]
-TENSORFLOW_DISTRIBUTIONS = {"tensorflow", "tensorflow-cpu", "tensorflow-intel", "tensorflow-aarch64",
-                            "tf-nightly", "tf-nightly-cpu"}
+TENSORFLOW_DISTRIBUTIONS = {
+    "tensorflow",
+    "tensorflow-cpu",
+    "tensorflow-intel",
+    "tensorflow-aarch64",
+    "tf-nightly",
+    "tf-nightly-cpu",
+}
 
 
 def installed_names() -> set[str]:

@@ -1,4 +1,5 @@
 """The real download code against a local HTTP server on 127.0.0.1 serving a generated tarball."""
+
 import hashlib
 import http.server
 import io

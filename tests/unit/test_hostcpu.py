@@ -12,8 +12,9 @@ def test_steal_is_the_share_of_all_cpu_time_between_two_readings():
 
 
 def test_the_meter_reads_around_the_body_and_a_quiet_host_gives_no_warning():
-    readings = iter([cpu_times(STAT.format(user=0, system=0, idle=0, steal=0)),
-                     cpu_times(STAT.format(user=97, system=0, idle=0, steal=3))])
+    readings = iter(
+        [cpu_times(STAT.format(user=0, system=0, idle=0, steal=0)), cpu_times(STAT.format(user=97, system=0, idle=0, steal=3))]
+    )
     with StealMeter(read=lambda: next(readings)) as meter:
         pass
     assert meter.percent == 3.0

@@ -21,8 +21,7 @@ CERT = "-----BEGIN CERTIFICATE-----\nMIIB{}\n-----END CERTIFICATE-----"
 
 def test_tags_carry_the_pinned_versions_and_build_on_the_chosen_debian():
     specs = image_specs("dlkit", "dlkit-debian:bookworm-debootstrap")
-    assert [s.tag for s in specs] == ["dlkit-base:bookworm-java17", "dlkit-hadoop:3.4.2",
-                                      "dlkit-spark:3.4.4-tf2.16.2"]
+    assert [s.tag for s in specs] == ["dlkit-base:bookworm-java17", "dlkit-hadoop:3.4.2", "dlkit-spark:3.4.4-tf2.16.2"]
     assert specs[0].buildargs == {"DEBIAN_IMAGE": "dlkit-debian:bookworm-debootstrap"}
     assert specs[2].buildargs == {"BASE_IMAGE": "dlkit-base:bookworm-java17"}
 
@@ -77,8 +76,7 @@ def test_auto_trusts_the_environments_bundle_first_then_the_systems(tmp_path):
     system, own = tmp_path / "system.pem", tmp_path / "own.pem"
     system.write_text(CERT.format("S"))
     own.write_text(CERT.format("O"))
-    assert resolve_ca_bundle("auto", {}, (str(tmp_path / "absent"), str(system))) == \
-        (str(system), "the host's system bundle")
+    assert resolve_ca_bundle("auto", {}, (str(tmp_path / "absent"), str(system))) == (str(system), "the host's system bundle")
     assert resolve_ca_bundle("auto", {"SSL_CERT_FILE": str(own)}, (str(system),)) == (str(own), "SSL_CERT_FILE")
     assert resolve_ca_bundle("auto", {"REQUESTS_CA_BUNDLE": str(tmp_path / "gone")}, (str(system),))[0] == str(system)
     assert resolve_ca_bundle("auto", {}, (str(tmp_path / "absent"),))[0] is None

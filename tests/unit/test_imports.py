@@ -1,4 +1,5 @@
 """The house has one direction: no module of the project imports one that imports it back."""
+
 import ast
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[module] = "open"
         for target in sorted(graph[module]):
             if state.get(target) == "open":
-                found.append(trail[trail.index(target):] + [target])
+                found.append(trail[trail.index(target) :] + [target])
             elif target not in state:
                 visit(target, trail + [target])
         state[module] = "done"

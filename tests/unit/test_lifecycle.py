@@ -41,9 +41,13 @@ def test_containers_publish_uis_on_loopback_only_and_carry_the_project_label():
 
 
 def status_report(states, remaining=10**9, dead=0):
-    return {"services": [{"name": name, "state": state, "health": "healthy" if state == "running" else None}
-                         for name, state in states.items()],
-            "hdfs": {"available": True, "remaining_bytes": remaining, "dead_datanodes": dead}}
+    return {
+        "services": [
+            {"name": name, "state": state, "health": "healthy" if state == "running" else None}
+            for name, state in states.items()
+        ],
+        "hdfs": {"available": True, "remaining_bytes": remaining, "dead_datanodes": dead},
+    }
 
 
 def test_a_half_started_cluster_gets_one_line_with_the_next_step():
@@ -53,8 +57,9 @@ def test_a_half_started_cluster_gets_one_line_with_the_next_step():
     line = diagnose(report)
     assert "half-started" in line and "missing spark-master" in line and "stopped datanode-1" in line
     assert "./kit up" in line
-    assert diagnose(status_report({"namenode": "missing", "spark-master": "missing"})) == \
-        "the cluster is not up: run './kit up'"
+    assert (
+        diagnose(status_report({"namenode": "missing", "spark-master": "missing"})) == "the cluster is not up: run './kit up'"
+    )
     assert diagnose(status_report({"namenode": "running"})) is None
 
 

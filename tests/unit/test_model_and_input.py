@@ -34,8 +34,7 @@ def test_a_short_epoch_reads_and_caches_only_its_records_and_repeats_them(tmp_pa
     images = np.zeros((10, 32, 32, 3), np.uint8)
     data = tfrecord_bytes(encode_example(image, label) for image, label in zip(images, range(10)))
     (tmp_path / "train" / "part-00000.tfrecord").write_bytes(data)
-    dataset = input_pipeline.make_dataset(str(tmp_path), ["train/part-00000.tfrecord"], batch_size=2, training=True,
-                                          records=4)
+    dataset = input_pipeline.make_dataset(str(tmp_path), ["train/part-00000.tfrecord"], batch_size=2, training=True, records=4)
     seen = [int(label) for _, labels in dataset.take(6) for label in labels.numpy()]  # three epochs of 2 steps
     assert sorted(set(seen)) == [0, 1, 2, 3] and len(seen) == 12  # the same 4 records, from the cache
 
@@ -63,8 +62,9 @@ def test_the_per_device_datasets_of_a_distributed_pipeline_do_not_autotune(monke
     import tensorflow as tf
     from tensorflow.python.data.ops import multi_device_iterator_ops
 
-    monkeypatch.setattr(multi_device_iterator_ops, "_create_device_dataset",
-                        lambda *args, **kwargs: tf.data.Dataset.range(3).prefetch(1))
+    monkeypatch.setattr(
+        multi_device_iterator_ops, "_create_device_dataset", lambda *args, **kwargs: tf.data.Dataset.range(3).prefetch(1)
+    )
     input_pipeline.without_device_autotune()
     input_pipeline.without_device_autotune()  # a second call wraps nothing again
     device_dataset = multi_device_iterator_ops._create_device_dataset(None, 0, 1, False)

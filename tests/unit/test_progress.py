@@ -7,8 +7,8 @@ def test_a_log_gets_a_line_per_phase_and_a_heartbeat_while_the_work_is_silent():
     log = io.StringIO()
     line = LiveLine("build", stream=log, heartbeat=0.05)
     line.update("Step 1/2")
-    line.update("Step 1/2", "some output")      # same phase, within the heartbeat: no new line
-    line._stop.wait(0.2)                          # silent work: the ticker still reports
+    line.update("Step 1/2", "some output")  # same phase, within the heartbeat: no new line
+    line._stop.wait(0.2)  # silent work: the ticker still reports
     line.update("Step 2/2")
     line.done("built")
     lines = log.getvalue().splitlines()

@@ -17,8 +17,13 @@ class FakeContainer:
 
     def reload(self):
         status, health, output = next(self._states)
-        self.attrs = {"State": {"Status": status, "ExitCode": 1 if status == "exited" else 0,
-                                "Health": {"Status": health, "Log": [{"Output": output}]}}}
+        self.attrs = {
+            "State": {
+                "Status": status,
+                "ExitCode": 1 if status == "exited" else 0,
+                "Health": {"Status": health, "Log": [{"Output": output}]},
+            }
+        }
 
     def logs(self, tail):
         return self._logs
@@ -52,11 +57,14 @@ def test_an_exited_container_fails_at_once():
         wait_healthy([("datanode-1", dead)], timeout=600, say=lambda s: None, clock=fake_clock(), sleep=lambda s: None)
 
 
-@pytest.mark.parametrize("safemode, live, ready, detail", [
-    ("Safe mode is ON. The reported blocks 0 needs additional 3 blocks", 2, False, "safe mode"),
-    ("", 1, False, "1 of 2 datanodes live"),
-    ("", 2, True, "2 datanodes live"),
-])
+@pytest.mark.parametrize(
+    "safemode, live, ready, detail",
+    [
+        ("Safe mode is ON. The reported blocks 0 needs additional 3 blocks", 2, False, "safe mode"),
+        ("", 1, False, "1 of 2 datanodes live"),
+        ("", 2, True, "2 datanodes live"),
+    ],
+)
 def test_namenode_is_ready_only_out_of_safe_mode_with_all_datanodes(monkeypatch, safemode, live, ready, detail):
     beans = {"NameNodeInfo": {"Safemode": safemode}, "FSNamesystemState": {"NumLiveDataNodes": live}}
     monkeypatch.setattr(healthcheck, "jmx_bean", lambda port, query: beans[query.rsplit("=", 1)[1]])
@@ -68,7 +76,9 @@ def test_worker_is_ready_only_when_registered_with_all_its_cores(monkeypatch):
     master = {"workers": [{"host": "spark-worker", "state": "ALIVE", "cores": 2}]}
     monkeypatch.setattr(healthcheck, "fetch_json", lambda url: master)
     assert healthcheck.check_spark_worker("http://m:8080", "spark-worker", "4") == (
-        False, "registered with 2 cores, expected 4")
+        False,
+        "registered with 2 cores, expected 4",
+    )
     master["workers"][0]["cores"] = 4
     assert healthcheck.check_spark_worker("http://m:8080", "spark-worker", "4")[0] is True
 
@@ -77,26 +87,44 @@ def test_a_probe_sees_readiness_before_dockers_next_scheduled_check():
     starting = FakeContainer("x-nn", [("running", "starting", "")] * 10)
     answers = iter([(False, "namenode in safe mode"), (True, "out of safe mode, 2 datanodes live")])
     said = []
-    wait_healthy([("namenode", starting)], timeout=60, say=said.append, clock=fake_clock(), sleep=lambda s: None,
-                 probe=lambda name, container: next(answers))
+    wait_healthy(
+        [("namenode", starting)],
+        timeout=60,
+        say=said.append,
+        clock=fake_clock(),
+        sleep=lambda s: None,
+        probe=lambda name, container: next(answers),
+    )
     assert said and said[0].startswith("namenode: healthy")
 
 
 def test_a_probe_timeout_shows_what_the_probe_last_saw():
     stuck = FakeContainer("x-nn", [("running", "starting", "")] * 20)
     with pytest.raises(ServiceNotReady, match="last health check: 1 of 2 datanodes live"):
-        wait_healthy([("namenode", stuck)], timeout=5, say=lambda s: None, clock=fake_clock(), sleep=lambda s: None,
-                     probe=lambda name, container: (False, "1 of 2 datanodes live"))
+        wait_healthy(
+            [("namenode", stuck)],
+            timeout=5,
+            say=lambda s: None,
+            clock=fake_clock(),
+            sleep=lambda s: None,
+            probe=lambda name, container: (False, "1 of 2 datanodes live"),
+        )
 
 
 def test_what_waits_for_a_service_is_made_the_moment_it_is_healthy_not_after_the_others():
     namenode = FakeContainer("x-nn", [("running", "healthy", "ready")] * 5)
-    history = FakeContainer("x-h", [("running", "starting", "waiting for /spark-events")] * 2 +
-                            [("running", "healthy", "ready")])
+    history = FakeContainer(
+        "x-h", [("running", "starting", "waiting for /spark-events")] * 2 + [("running", "healthy", "ready")]
+    )
     events = []
-    wait_healthy([("namenode", namenode), ("spark-history", history)], timeout=60, say=events.append,
-                 clock=fake_clock(), sleep=lambda s: None,
-                 on_healthy={"namenode": lambda: events.append("folders made")})
+    wait_healthy(
+        [("namenode", namenode), ("spark-history", history)],
+        timeout=60,
+        say=events.append,
+        clock=fake_clock(),
+        sleep=lambda s: None,
+        on_healthy={"namenode": lambda: events.append("folders made")},
+    )
     assert [e.split(" (")[0] for e in events] == ["namenode: healthy", "folders made", "spark-history: healthy"]
 
 
@@ -105,12 +133,20 @@ def test_an_entrypoint_waits_for_what_its_service_needs_within_a_bound(capsys):
     answers = iter([(False, "refused"), (False, "refused"), (True, "accepts connections")])
     healthcheck.CHECKS["fake"] = lambda: next(answers)
     try:
-        assert healthcheck.wait_for({"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "60"},
-                                    clock=lambda: float(next(ticks)), sleep=lambda s: None) == 0
+        assert (
+            healthcheck.wait_for(
+                {"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "60"}, clock=lambda: float(next(ticks)), sleep=lambda s: None
+            )
+            == 0
+        )
         assert "ready: accepts connections" in capsys.readouterr().err
         healthcheck.CHECKS["fake"] = lambda: (False, "refused")
-        assert healthcheck.wait_for({"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "3"},
-                                    clock=lambda: float(next(ticks)), sleep=lambda s: None) == 1
+        assert (
+            healthcheck.wait_for(
+                {"KIT_WAIT_FOR": "fake", "KIT_WAIT_SECONDS": "3"}, clock=lambda: float(next(ticks)), sleep=lambda s: None
+            )
+            == 1
+        )
         assert "gave up: refused" in capsys.readouterr().err
         assert healthcheck.wait_for({}) == 0  # nothing to wait for
     finally:

@@ -11,13 +11,15 @@ def parse_site(path):
 
 
 def test_groups_entries_by_lower_cased_file_and_ignores_other_variables():
-    files = collect({
-        "HDFS-SITE.XML_dfs.replication": "2",
-        "CORE-SITE.XML_fs.defaultFS": "hdfs://namenode:8020",
-        "SPARK-DEFAULTS.CONF_spark.task.cpus": "2",
-        "PATH": "/usr/bin",
-        "HOME.XML": "no key, not a config entry",
-    })
+    files = collect(
+        {
+            "HDFS-SITE.XML_dfs.replication": "2",
+            "CORE-SITE.XML_fs.defaultFS": "hdfs://namenode:8020",
+            "SPARK-DEFAULTS.CONF_spark.task.cpus": "2",
+            "PATH": "/usr/bin",
+            "HOME.XML": "no key, not a config entry",
+        }
+    )
     assert files == {
         "hdfs-site.xml": {"dfs.replication": "2"},
         "core-site.xml": {"fs.defaultFS": "hdfs://namenode:8020"},

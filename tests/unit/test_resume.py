@@ -19,11 +19,16 @@ def test_the_newest_whole_checkpoint_wins_and_unfinished_uploads_are_ignored(tmp
 
 def test_a_resumed_attempt_marks_the_interrupted_epochs_as_redone():
     first = resume.begin_attempt([], 0, driver="d1")
-    first[-1]["last_epoch_begun"] = 2          # failed during epoch 2, after checkpoint 1
+    first[-1]["last_epoch_begun"] = 2  # failed during epoch 2, after checkpoint 1
     second = resume.begin_attempt(first, 1, driver="d1")
     assert second[0]["epochs_redone"] == [2]
-    assert resume.summary(second) == {"restarts": 1, "driver_resumes": 0, "resumed_from_epochs": [1],
-                                      "epochs_redone": [2], "attempts": second}
+    assert resume.summary(second) == {
+        "restarts": 1,
+        "driver_resumes": 0,
+        "resumed_from_epochs": [1],
+        "epochs_redone": [2],
+        "attempts": second,
+    }
     assert resume.summary(resume.begin_attempt([], 0))["restarts"] == 0
     # the driver died and `--resume` started a new one: its attempts carry on the same list
     third = resume.begin_attempt(second, 1, driver="d2")
@@ -77,8 +82,9 @@ def test_restore_brings_back_weights_optimizer_state_and_the_epoch(tmp_path):
     (folder / "best.npz").write_bytes(resume.weights_to_npz(trained.get_weights()))
 
     fresh = build_model()
-    epoch, state, best = resume.restore(fresh, LocalStorage(str(tmp_path)), str(tmp_path / "checkpoints"),
-                                        str(tmp_path / "restored"))
+    epoch, state, best = resume.restore(
+        fresh, LocalStorage(str(tmp_path)), str(tmp_path / "checkpoints"), str(tmp_path / "restored")
+    )
     fresh.fit(images[:4], labels[:4], epochs=1, batch_size=4, verbose=0)  # creates the optimizer slots
     assert epoch == 3 and state["epoch"] == 3 and len(best) == len(trained.get_weights())
     assert int(fresh.optimizer.iterations.numpy()) == 3  # 2 restored + the step above
@@ -88,12 +94,16 @@ def test_restore_brings_back_weights_optimizer_state_and_the_epoch(tmp_path):
 def test_a_failed_jobs_reason_is_the_lost_executor_or_the_tasks_python_exception():
     from jobs.train_cnn import failure_reason
 
-    python_failure = Exception("An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
-                               "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
-                               "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n")
+    python_failure = Exception(
+        "An error occurred while calling z:org.apache.spark.api.python.PythonRDD.collectAndServe.\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1\n'
+        "json.decoder.JSONDecodeError: Expecting value: line 1 column 1 (char 0)\n"
+    )
     assert failure_reason(python_failure).startswith("json.decoder.JSONDecodeError: Expecting value")
-    lost = Exception("Job aborted due to stage failure: ...\nExecutorLostFailure (executor 1 exited caused by one of "
-                     "the running tasks) Reason: Command exited with code 137\n")
+    lost = Exception(
+        "Job aborted due to stage failure: ...\nExecutorLostFailure (executor 1 exited caused by one of "
+        "the running tasks) Reason: Command exited with code 137\n"
+    )
     assert failure_reason(lost).startswith("ExecutorLostFailure (executor 1 exited")
 
 

@@ -1,4 +1,5 @@
 """cli.execution.run_job against a small fake cluster: one status read, clear refusals."""
+
 import json
 
 import pytest
@@ -9,9 +10,13 @@ from jobs import result as result_line
 
 
 def healthy_report(state="running"):
-    return {"services": [{"name": "namenode", "state": state, "health": "healthy"},
-                         {"name": "spark-master", "state": "running", "health": "healthy"}],
-            "hdfs": {"available": True, "dead_datanodes": 0}}
+    return {
+        "services": [
+            {"name": "namenode", "state": state, "health": "healthy"},
+            {"name": "spark-master", "state": "running", "health": "healthy"},
+        ],
+        "hdfs": {"available": True, "dead_datanodes": 0},
+    }
 
 
 class FakeCluster:
@@ -62,10 +67,13 @@ def test_a_failed_job_and_a_missing_result_line_say_so():
 
 
 def test_tensorflows_cpu_host_noise_stays_in_the_log_file_not_on_the_terminal(tmp_path, capsys):
-    noise = ["2026-11-22 23:34:40.437184: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to "
-             "register cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered",
-             "2026-11-22 23:35:30.429046: W tensorflow/core/framework/local_rendezvous.cc:404] Local rendezvous is "
-             "aborting with status: OUT_OF_RANGE: End of sequence", "\t [[{{node IteratorGetNext}}]]"]
+    noise = [
+        "2026-11-22 23:34:40.437184: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable to "
+        "register cuFFT factory: Attempting to register factory for plugin cuFFT when one has already been registered",
+        "2026-11-22 23:35:30.429046: W tensorflow/core/framework/local_rendezvous.cc:404] Local rendezvous is "
+        "aborting with status: OUT_OF_RANGE: End of sequence",
+        "\t [[{{node IteratorGetNext}}]]",
+    ]
     real = "2026-11-22 23:35:31.000000: E tensorflow/core/kernels/x.cc:1] Something really failed"
     cluster = FakeCluster(healthy_report(), [*noise, "train: epoch 1/1", real, result_text({"ok": 3})])
     assert run_job(cluster, "train_cnn", [], log=tmp_path / "train.log") == {"ok": 3}

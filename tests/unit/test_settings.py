@@ -1,4 +1,5 @@
 """invoke.yaml -> typed settings: every section converted and checked before any work starts."""
+
 import pytest
 from invoke import Exit
 
@@ -16,14 +17,17 @@ def test_the_project_settings_load_typed_and_shape_the_cluster_from_its_own_sect
     assert shape.project == "lab" and shape.worker_cores == settings.cluster.worker_cores
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("train", "slots", 0, "setting train.slots = 0 must be at least 1"),
-    ("train", "recipe", "fast", "setting train.recipe = 'fast' must be one of paper, tuned"),
-    ("cluster", "namenode_ui_port", 70000, "must be at least 0 and at most 65535"),
-    ("demo", "eda_fraction", 0, "setting demo.eda_fraction = 0 must be above 0 and at most 1"),
-    ("bench", "epochs", "two", "setting bench.epochs = 'two' is not an integer"),
-    ("train", "batch_per_worker", 16.5, "is not an integer"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "slots", 0, "setting train.slots = 0 must be at least 1"),
+        ("train", "recipe", "fast", "setting train.recipe = 'fast' must be one of paper, tuned"),
+        ("cluster", "namenode_ui_port", 70000, "must be at least 0 and at most 65535"),
+        ("demo", "eda_fraction", 0, "setting demo.eda_fraction = 0 must be above 0 and at most 1"),
+        ("bench", "epochs", "two", "setting bench.epochs = 'two' is not an integer"),
+        ("train", "batch_per_worker", 16.5, "is not an integer"),
+    ],
+)
 def test_a_wrong_setting_is_named_with_its_value_and_where_to_fix_it(section, key, value, message):
     c = project_context()
     c.config[section][key] = value

@@ -1,4 +1,5 @@
 """train_cnn.check_slots on a fake clock: slow executor registration is waited for, too few slots are not."""
+
 import pytest
 
 from jobs import train_cnn
@@ -153,6 +154,7 @@ def test_an_application_a_restarted_master_no_longer_lists_has_ended():
             if apps is None:
                 raise OSError("connection refused")  # the master is restarting
             return contextlib.closing(io.StringIO(json.dumps({"activeapps": [{"id": a} for a in apps]})))
+
         return open_url
 
     assert train_cnn.master_active_apps("spark://m:7077", opener(["app-1"])) == {"app-1"}

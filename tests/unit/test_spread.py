@@ -14,8 +14,7 @@ def test_a_target_is_met_only_when_the_whole_range_clears_it():
 
 
 def test_the_table_gives_median_range_and_verdict_per_ratio():
-    rounds = [{1: 200.0, 2: 360.0, "plain": 200.0}, {1: 210.0, 2: 400.0, "plain": 230.0},
-              {1: 190.0, 2: 350.0, "plain": 195.0}]
+    rounds = [{1: 200.0, 2: 360.0, "plain": 200.0}, {1: 210.0, 2: 400.0, "plain": 230.0}, {1: 190.0, 2: 350.0, "plain": 195.0}]
     table = ratio_table(rounds)
     assert table["efficiency"]["median"] == 0.921 and table["efficiency"]["low"] == 0.9
     assert table["efficiency"]["verdict"] == "met"

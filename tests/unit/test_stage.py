@@ -39,8 +39,10 @@ def test_missing_or_truncated_inputs_are_refused_before_anything_is_written(tmp_
 
 
 def test_a_record_error_is_found_inside_a_spark_failure_message():
-    message = ("An error occurred while calling collect.\n  File \"/x/cifar.py\", line 40\n"
-               "jobs.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n")
+    message = (
+        'An error occurred while calling collect.\n  File "/x/cifar.py", line 40\n'
+        "jobs.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n"
+    )
     assert record_error_in(RuntimeError(message)) == "data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9"
 
 
@@ -85,13 +87,19 @@ def test_an_unchanged_dataset_is_recognised_as_staged_without_running_a_job(tmp_
 
 
 def manifest_of(expected):
-    return {**expected, "checksum": "c" * 64, "staging_seconds": 3.0,
-            "splits": {split: {"records": 10, "class_counts": [1] * 10, "shards": [{"bytes": 5}] * 4}
-                       for split in ("train", "test")}}
+    return {
+        **expected,
+        "checksum": "c" * 64,
+        "staging_seconds": 3.0,
+        "splits": {
+            split: {"records": 10, "class_counts": [1] * 10, "shards": [{"bytes": 5}] * 4} for split in ("train", "test")
+        },
+    }
 
 
 class FakeClusterBackend:
     """What stage_with asks of the containerised backend, with a status report and a stored manifest."""
+
     name, data_url = "cluster", "hdfs://namenode:8020/data/cifar10"
 
     def __init__(self, report, manifest=None):
@@ -112,8 +120,10 @@ class FakeClusterBackend:
 
 def status_report(up=True, remaining_bytes=10**12):
     state = "running" if up else "missing"
-    return {"services": [{"name": "namenode", "state": state, "health": "healthy" if up else None}],
-            "hdfs": {"available": up, "dead_datanodes": 0, "remaining_bytes": remaining_bytes}}
+    return {
+        "services": [{"name": "namenode", "state": state, "health": "healthy" if up else None}],
+        "hdfs": {"available": up, "dead_datanodes": 0, "remaining_bytes": remaining_bytes},
+    }
 
 
 def test_staging_on_a_cluster_that_is_down_says_so_before_looking_for_a_manifest(tmp_path):
@@ -151,8 +161,8 @@ def test_a_swap_killed_between_its_renames_is_finished_or_undone_by_the_next_sta
     from jobs.storage import LocalStorage
 
     storage, target = LocalStorage(str(tmp_path)), str(tmp_path / "cifar10")
-    (tmp_path / "cifar10.retired-aaaa").mkdir()          # the old staging, renamed away
-    (tmp_path / "cifar10.staging-bbbb").mkdir()          # the new one, complete: its manifest is written last
+    (tmp_path / "cifar10.retired-aaaa").mkdir()  # the old staging, renamed away
+    (tmp_path / "cifar10.staging-bbbb").mkdir()  # the new one, complete: its manifest is written last
     (tmp_path / "cifar10.staging-bbbb" / "manifest.json").write_text("{}")
     finish_interrupted_swap(storage, target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10"]
@@ -161,5 +171,5 @@ def test_a_swap_killed_between_its_renames_is_finished_or_undone_by_the_next_sta
     (tmp_path / "cifar10").rename(tmp_path / "cifar10.retired-cccc")  # killed before the new one was complete
     (tmp_path / "cifar10.staging-dddd").mkdir()
     finish_interrupted_swap(storage, target)
-    assert (tmp_path / "cifar10" / "manifest.json").exists()          # the old staging is back
+    assert (tmp_path / "cifar10" / "manifest.json").exists()  # the old staging is back
     assert not list(tmp_path.glob("cifar10.retired-*"))

@@ -16,7 +16,13 @@ def test_default_cluster_has_two_barrier_slots_of_two_cores():
     services, warnings = plan(DEFAULT, host_cpus=8)
     assert warnings == []
     assert [s.name for s in services] == [
-        "namenode", "datanode-1", "datanode-2", "spark-master", "spark-worker", "spark-history"]
+        "namenode",
+        "datanode-1",
+        "datanode-2",
+        "spark-master",
+        "spark-worker",
+        "spark-history",
+    ]
     env = services[3].environment
     assert env["SPARK-DEFAULTS.CONF_spark.executor.cores"] == "2"
     assert env["SPARK-DEFAULTS.CONF_spark.task.cpus"] == "2"
@@ -48,16 +54,19 @@ def test_cpu_limits_are_capped_to_the_host_with_a_warning():
     assert len(warnings) == 1 and "capped at 2" in warnings[0]
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"executor_cores": 6}, "exceeds cluster.worker_cores=4"),
-    ({"executor_cores": 3}, "not a multiple"),
-    ({"executor_memory_gb": 3}, "2 executors x 3 GB do not fit"),
-    ({"replication": 3}, "cannot have more replicas than datanodes"),
-    ({"datanodes": 0, "replication": 0}, "datanodes must be at least 1"),
-    ({"worker_container_memory_gb": 4}, "leaves no room"),
-    ({"project": "Bad Name"}, "cluster.project"),
-    ({"spark_history_ui_port": 70000}, "not a port"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"executor_cores": 6}, "exceeds cluster.worker_cores=4"),
+        ({"executor_cores": 3}, "not a multiple"),
+        ({"executor_memory_gb": 3}, "2 executors x 3 GB do not fit"),
+        ({"replication": 3}, "cannot have more replicas than datanodes"),
+        ({"datanodes": 0, "replication": 0}, "datanodes must be at least 1"),
+        ({"worker_container_memory_gb": 4}, "leaves no room"),
+        ({"project": "Bad Name"}, "cluster.project"),
+        ({"spark_history_ui_port": 70000}, "not a port"),
+    ],
+)
 def test_impossible_shapes_are_refused_before_anything_starts(changes, message):
     with pytest.raises(TopologyError, match=message):
         plan(shape(**changes), host_cpus=8)
@@ -89,8 +98,7 @@ def test_every_hdfs_client_creates_files_with_the_clusters_replication():
 def test_every_name_of_a_project_comes_from_its_shape_and_its_selector_finds_its_labels():
     lab = shape(project="lab-a")
     services, _ = plan(lab, host_cpus=4)
-    names = [s.container_name(lab) for s in services] + [lab.network, lab.volume_name("namenode"),
-                                                          lab.new_client_name()]
+    names = [s.container_name(lab) for s in services] + [lab.network, lab.volume_name("namenode"), lab.new_client_name()]
     assert all(name.startswith("lab-a-") for name in names)
     assert lab.new_client_name() != lab.new_client_name()  # jobs run side by side
     key, value = lab.selector["label"].split("=")

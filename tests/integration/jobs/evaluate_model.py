@@ -1,4 +1,5 @@
 """Load a run's final model from HDFS and evaluate it on the test shards in one process."""
+
 import json
 import os
 import sys

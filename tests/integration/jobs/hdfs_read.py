@@ -1,4 +1,5 @@
 """Read a file from HDFS with hdfs-native and print its digest and length."""
+
 import hashlib
 import sys
 

@@ -1,4 +1,5 @@
 """Write seeded random bytes to HDFS with hdfs-native, read them back, print both digests."""
+
 import hashlib
 import random
 import sys
@@ -14,6 +15,10 @@ with client.create(path, WriteOptions(replication=replication)) as writer:
     writer.write(payload)
 with client.read(path) as reader:
     read_back = reader.read()
-emit({"written_sha256": hashlib.sha256(payload).hexdigest(),
-                              "read_sha256": hashlib.sha256(read_back).hexdigest(),
-                              "length": len(read_back)})
+emit(
+    {
+        "written_sha256": hashlib.sha256(payload).hexdigest(),
+        "read_sha256": hashlib.sha256(read_back).hexdigest(),
+        "length": len(read_back),
+    }
+)

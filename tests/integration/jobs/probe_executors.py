@@ -1,4 +1,5 @@
 """A PySpark job reporting where its work ran: executors, cores, and a 2-task barrier stage."""
+
 import json
 import urllib.request
 
@@ -11,8 +12,11 @@ from jobs.result import emit
 def barrier_task(_):
     context = BarrierTaskContext.get()
     gathered = context.allGather(str(context.partitionId()))
-    yield {"partition": context.partitionId(), "gathered": sorted(gathered),
-           "addresses": sorted(info.address for info in context.getTaskInfos())}
+    yield {
+        "partition": context.partitionId(),
+        "gathered": sorted(gathered),
+        "addresses": sorted(info.address for info in context.getTaskInfos()),
+    }
 
 
 def main():
@@ -23,11 +27,13 @@ def main():
     with urllib.request.urlopen(url) as response:
         executors = [e for e in json.load(response) if e["id"] != "driver"]
     barrier = sc.parallelize(range(2), 2).barrier().mapPartitions(barrier_task).collect()
-    emit({
-        "sum_of_squares": total,
-        "executors": [{"id": e["id"], "cores": e["totalCores"], "tasks": e["completedTasks"]} for e in executors],
-        "barrier": barrier,
-    })
+    emit(
+        {
+            "sum_of_squares": total,
+            "executors": [{"id": e["id"], "cores": e["totalCores"], "tasks": e["completedTasks"]} for e in executors],
+            "barrier": barrier,
+        }
+    )
     spark.stop()
 
 

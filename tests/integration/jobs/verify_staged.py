@@ -1,4 +1,5 @@
 """Decode every staged record and compare it with its source record (shard k holds k, k+S, ...)."""
+
 import json
 import sys
 

@@ -13,7 +13,7 @@ from invoke import Exit, task
 from cli.download import DownloadError, download, file_md5
 from cli.progress import LiveLine, say
 from cli.settings import kit_settings
-from jobs.cifar import FOLDER, TEST_FILES, TRAIN_FILES
+from jobs.lib.cifar import FOLDER, TEST_FILES, TRAIN_FILES
 from jobs.synthetic_cifar import write_dataset
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"

@@ -24,7 +24,7 @@ from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.progress import JobOutput, job_log
 from cli.settings import cluster_shape, kit_settings
 from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, diagnose, host_cpus
-from jobs import result as result_line
+from jobs.lib import result as result_line
 
 
 def run_job(
@@ -224,7 +224,6 @@ class HostBackend:
             "PYTHONPATH": str(PROJECT_DIR),
             "PYSPARK_PYTHON": sys.executable,
             "PYSPARK_DRIVER_PYTHON": sys.executable,
-            "TF_USE_LEGACY_KERAS": "1",
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
         output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job))
@@ -242,7 +241,7 @@ class HostBackend:
         return job_result(job, process.returncode, output)
 
     def read_json_if_exists(self, url: str) -> dict | None:
-        from jobs.storage import open_storage
+        from jobs.lib.storage import open_storage
 
         storage = open_storage(url)
         return json.loads(storage.read_bytes(url)) if storage.exists(url) else None

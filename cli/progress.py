@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from jobs import result as result_line
+from jobs.lib import result as result_line
 
 
 def say(text: str) -> None:

@@ -204,7 +204,6 @@ def spark_environment(shape: ClusterShape) -> dict[str, str]:
         "spark.eventLog.enabled": "true",
         "spark.eventLog.dir": events,
         "spark.history.fs.logDirectory": events,
-        "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
         "spark.executorEnv.HADOOP_USER_NAME": "spark",
     }
     env = {f"SPARK-DEFAULTS.CONF_{key}": value for key, value in defaults.items()}

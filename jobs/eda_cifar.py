@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cifar import LABEL_NAMES, NUM_CLASSES
-from jobs.result import run_main
-from jobs.session import spark_session
-from jobs.storage import open_storage
+from jobs.lib.cifar import LABEL_NAMES, NUM_CLASSES
+from jobs.lib.result import run_main
+from jobs.lib.session import spark_session
+from jobs.lib.storage import open_storage
 
 BINS = 64
 EDGES = {"brightness": (0.0, 256.0), "contrast": (0.0, 128.0), "pixel_range": (0.0, 256.0)}
@@ -58,7 +58,7 @@ def image_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
 
 def shard_statistics(shards, data_root: str, fraction: float, seed: int, samples_per_class: int):
     """Reduce (split, shard index, file) entries to one partial result."""
-    from jobs.tfrecord import decode_example, read_tfrecord_bytes
+    from jobs.lib.tfrecord import decode_example, read_tfrecord_bytes
 
     storage = open_storage(data_root)
     partial = {"splits": {split: empty_split() for split in SPLITS}, "samples": {}}
@@ -198,7 +198,7 @@ def run(args) -> dict:
     ]
     spark = spark_session("eda-cifar10", args.master)
     try:
-        from jobs.progress import spark_progress
+        from jobs.lib.progress import spark_progress
 
         data, fraction, seed, per_class = args.data, args.fraction, args.seed, args.samples_per_class
         with spark_progress(spark.sparkContext, "eda: statistics in the executors"):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cifar import FOLDER, NUM_CLASSES, TEST_FILES, TRAIN_FILES, RecordError, check_length, parse_records, split_of
-from jobs.result import run_main
-from jobs.session import spark_session
-from jobs.storage import open_storage
+from jobs.lib.cifar import FOLDER, NUM_CLASSES, TEST_FILES, TRAIN_FILES, RecordError, check_length, parse_records, split_of
+from jobs.lib.result import run_main
+from jobs.lib.session import spark_session
+from jobs.lib.storage import open_storage
 
 FORMAT = "dlkit-cifar10-tfrecord-v1"
 SPLITS = ("train", "test")
@@ -104,7 +104,7 @@ def shard_partition(split_and_shard, shards: int) -> int:
 
 def write_shard(partition: int, records, shards: int, staging: str):
     """Writes one shard file, records in index order; yields its manifest entry."""
-    from jobs.tfrecord import encode_example, tfrecord_bytes
+    from jobs.lib.tfrecord import encode_example, tfrecord_bytes
 
     split, shard = SPLITS[partition // shards], partition % shards
     ordered = sorted((value for _, value in records), key=lambda record: record[0])
@@ -166,7 +166,7 @@ def record_error_in(error: Exception) -> str | None:
 
 def stage(spark, args) -> dict:
     """The staging itself; returns the manifest (existing one when up to date)."""
-    from jobs.progress import spark_progress
+    from jobs.lib.progress import spark_progress
 
     if args.shards < 1:
         raise StagingError("--shards must be at least 1")

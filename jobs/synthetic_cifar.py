@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.cifar import FOLDER, IMAGE_SIZE, LABEL_NAMES, NUM_CLASSES, TEST_FILES, TRAIN_FILES, encode_records
+from jobs.lib.cifar import FOLDER, IMAGE_SIZE, LABEL_NAMES, NUM_CLASSES, TEST_FILES, TRAIN_FILES, encode_records
 
 # Per class: two RGB colours and a stripe angle (degrees) and frequency (cycles per image).
 COLOURS = np.array(

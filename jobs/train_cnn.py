@@ -1,12 +1,12 @@
 """Synchronous data-parallel training of the reference CNN on Spark barrier tasks: the driver.
 
 MirroredStrategyRunner (spark-tensorflow-distributor) starts one barrier task per slot and runs
-jobs/barrier_training.train_fn under MultiWorkerMirroredStrategy. The driver checks the slots,
+jobs/lib/barrier_training.train_fn under MultiWorkerMirroredStrategy. The driver checks the slots,
 records the run's settings, follows its progress and submits it again when it fails. The run
 folder is written as <run>.partial and renamed when complete, so it never appears half-written.
 
 A failed barrier stage is submitted again, and every attempt resumes from the chief's last
-whole checkpoint (jobs/resume.py): a lost executor costs the interrupted epoch, not the run.
+whole checkpoint (jobs/lib/resume.py): a lost executor costs the interrupted epoch, not the run.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import threading
 import time
 import uuid
 
-from jobs import placement
-from jobs.barrier_training import train_fn
-from jobs.result import run_main
-from jobs.session import spark_session
-from jobs.storage import open_storage
+from jobs.lib import placement
+from jobs.lib.barrier_training import train_fn
+from jobs.lib.result import run_main
+from jobs.lib.session import spark_session
+from jobs.lib.storage import open_storage
 
 RECIPES = ("paper", "tuned")
 SLOT_POLL_SECONDS = 2.0
@@ -299,7 +299,7 @@ def run_with_retries(app: Application, args, submit):
     Spark itself retries a failed barrier stage a few times; when it gives up, the job fails and
     this submits it again once the slots are back, in a new application when the master ended
     the old one. Every attempt resumes from the chief's last whole checkpoint (see
-    jobs/resume.py), so only the interrupted epoch is redone.
+    jobs/lib/resume.py), so only the interrupted epoch is redone.
     """
     for attempt in range(1, args.attempts + 1):
         try:
@@ -408,7 +408,6 @@ def run(args) -> dict:
                 "spark.executorEnv.TF_NUM_INTRAOP_THREADS": cores,
                 "spark.executorEnv.TF_NUM_INTEROP_THREADS": str(placement.INTEROP_THREADS),
                 "spark.executorEnv.OMP_NUM_THREADS": cores,
-                "spark.executorEnv.TF_USE_LEGACY_KERAS": "1",
                 "spark.task.cpus": cores,
                 "spark.executor.cores": cores,
             },

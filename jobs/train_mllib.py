@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from jobs.result import run_main
-from jobs.session import spark_session
+from jobs.lib.result import run_main
+from jobs.lib.session import spark_session
 
 
 def parse_args(argv):
@@ -26,7 +26,7 @@ def parse_args(argv):
 def rows_of(path_and_data):
     from pyspark.ml.linalg import Vectors
 
-    from jobs.cifar import parse_records
+    from jobs.lib.cifar import parse_records
 
     path, data = path_and_data
     name = path.rsplit("/", 1)[-1]

@@ -11,7 +11,7 @@ import json
 import os
 import time
 
-from jobs.result import run_main
+from jobs.lib.result import run_main
 
 
 def parse_args(argv):
@@ -40,7 +40,7 @@ def parse_args(argv):
 
 
 def run(args) -> dict:
-    from jobs import placement
+    from jobs.lib import placement
 
     cpus = None
     if args.pin:
@@ -55,11 +55,11 @@ def run(args) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(placement.INTEROP_THREADS)
     import tf_keras as keras
 
-    from jobs.cnn import build_model
-    from jobs.epoch_metrics import sync_metrics_once_per_epoch
-    from jobs.history import epoch_history, steady_rate, validation_steps
-    from jobs.input_pipeline import make_dataset
-    from jobs.storage import open_storage
+    from jobs.lib.cnn import build_model
+    from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
+    from jobs.lib.history import epoch_history, steady_rate, validation_steps
+    from jobs.lib.input_pipeline import make_dataset
+    from jobs.lib.storage import open_storage
 
     keras.utils.set_random_seed(args.seed)
     storage = open_storage(args.data)

@@ -18,7 +18,7 @@ import pytest
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper image cannot be pulled here
 
-from jobs.cifar import FOLDER  # noqa: E402
+from jobs.lib.cifar import FOLDER  # noqa: E402
 from jobs.synthetic_cifar import write_dataset  # noqa: E402
 from tests.integration.support import (  # noqa: E402
     ROOT,

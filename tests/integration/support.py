@@ -24,7 +24,7 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 from cli.settings import cluster_shape  # noqa: E402
 from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
 from cluster.topology import PROJECT_LABEL  # noqa: E402
-from jobs import result as result_line  # noqa: E402
+from jobs.lib import result as result_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from jobs.cifar import FOLDER, RECORD_BYTES
+from jobs.lib.cifar import FOLDER, RECORD_BYTES
 from tests.integration.support import SHARDS, SOURCE, TEST_RECORDS, TRAIN_PER_BATCH, readable, result_of, run_job
 
 

@@ -9,7 +9,8 @@ import json
 import os
 import sys
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+import jobs  # noqa: F401  (sets the Keras environment before TensorFlow loads)
+
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 index, ports = int(sys.argv[1]), sys.argv[2].split(",")
 os.environ["TF_CONFIG"] = json.dumps(
@@ -22,8 +23,8 @@ import tensorflow as tf  # noqa: E402
 strategy = tf.distribute.MultiWorkerMirroredStrategy()  # before any other TensorFlow call
 import tf_keras as keras  # noqa: E402
 
-from jobs.cnn import build_model  # noqa: E402
-from jobs.epoch_metrics import sync_metrics_once_per_epoch  # noqa: E402
+from jobs.lib.cnn import build_model  # noqa: E402
+from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch  # noqa: E402
 
 
 def collectives(function) -> int:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jobs.cifar import FOLDER, RECORD_BYTES, TEST_FILES, TRAIN_FILES, RecordError, encode_records, parse_records
+from jobs.lib.cifar import FOLDER, RECORD_BYTES, TEST_FILES, TRAIN_FILES, RecordError, encode_records, parse_records
 from jobs.synthetic_cifar import write_dataset
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from jobs.eda_cifar import merge, report, shard_statistics
-from jobs.tfrecord import encode_example, tfrecord_bytes
+from jobs.lib.tfrecord import encode_example, tfrecord_bytes
 
 
 def write_shard(folder, name, labels, value):

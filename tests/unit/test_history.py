@@ -1,6 +1,6 @@
 import numpy as np
 
-from jobs.history import epoch_history, steady_rate
+from jobs.lib.history import epoch_history, steady_rate
 
 
 def test_each_epoch_reports_training_time_without_validation_and_its_rate():
@@ -14,7 +14,7 @@ def test_each_epoch_reports_training_time_without_validation_and_its_rate():
     model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=[history], verbose=0)
     assert [row["epoch"] for row in history.rows] == [1, 2] and seen == history.rows
     for row in history.rows:
-        assert 0 < row["train_seconds"] <= row["seconds"]
+        assert 0 <= row["train_seconds"] <= row["seconds"]  # four tiny steps can round to 0.00 s
         # the rate comes from the unrounded time; train_seconds is rounded to 0.01 s
         low, high = row["train_seconds"] - 0.005, row["train_seconds"] + 0.005
         assert 64 / high - 0.05 <= row["images_per_second"] <= 64 / max(low, 1e-9) + 0.05
@@ -27,7 +27,7 @@ def test_the_steady_rate_leaves_out_the_first_epoch():
 
 
 def test_short_epochs_validate_a_part_of_the_test_set_and_full_runs_all_of_it():
-    from jobs.history import validation_steps
+    from jobs.lib.history import validation_steps
 
     assert validation_steps(None, 10000, 16) is None and validation_steps(0, 10000, 16) is None
     assert validation_steps(2000, 10000, 32) == 62

@@ -1,8 +1,8 @@
 import numpy as np
 
-from jobs import input_pipeline
-from jobs.cnn import build_model
-from jobs.tfrecord import encode_example, tfrecord_bytes
+from jobs.lib import input_pipeline
+from jobs.lib.cnn import build_model
+from jobs.lib.tfrecord import encode_example, tfrecord_bytes
 
 
 def test_the_reference_cnn_has_the_studys_parameter_count_and_ten_probabilities():

@@ -1,6 +1,6 @@
 import os
 
-from jobs import placement
+from jobs.lib import placement
 
 
 def test_slots_on_one_host_get_consecutive_blocks_of_cores():

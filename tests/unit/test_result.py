@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.result import find, run_main
+from jobs.lib.result import find, run_main
 
 
 def test_the_last_result_line_wins_and_other_output_is_ignored():

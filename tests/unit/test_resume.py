@@ -3,8 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jobs import resume
-from jobs.storage import LocalStorage
+from jobs.lib import resume
+from jobs.lib.storage import LocalStorage
 
 
 def test_the_newest_whole_checkpoint_wins_and_unfinished_uploads_are_ignored(tmp_path):
@@ -44,7 +44,7 @@ def test_best_weights_survive_the_round_trip_in_order():
 def test_storage_retries_a_failing_operation_but_not_a_missing_file(monkeypatch):
     import pytest
 
-    from jobs import storage
+    from jobs.lib import storage
 
     monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
     calls = []
@@ -70,7 +70,7 @@ def test_storage_retries_a_failing_operation_but_not_a_missing_file(monkeypatch)
 def test_restore_brings_back_weights_optimizer_state_and_the_epoch(tmp_path):
     import json
 
-    from jobs.cnn import build_model
+    from jobs.lib.cnn import build_model
 
     images = np.random.default_rng(0).random((8, 32, 32, 3), np.float32)
     labels = np.arange(8) % 10
@@ -108,7 +108,7 @@ def test_a_failed_jobs_reason_is_the_lost_executor_or_the_tasks_python_exception
 
 
 def test_a_state_file_is_replaced_whole_and_leaves_no_partial_behind(tmp_path, monkeypatch):
-    from jobs.storage import LocalStorage
+    from jobs.lib.storage import LocalStorage
 
     storage = LocalStorage(str(tmp_path))
     path = str(tmp_path / "run" / "attempts.json")

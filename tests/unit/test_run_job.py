@@ -6,7 +6,7 @@ import pytest
 from invoke import Exit
 
 from cli.execution import run_job
-from jobs import result as result_line
+from jobs.lib import result as result_line
 
 
 def healthy_report(state="running"):

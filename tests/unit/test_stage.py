@@ -1,6 +1,7 @@
 import pytest
 
-from jobs.cifar import FOLDER, RECORD_BYTES
+from jobs.lib.cifar import FOLDER, RECORD_BYTES
+from jobs.lib.storage import LocalStorage
 from jobs.stage_cifar import (
     StagingError,
     explode_file,
@@ -10,7 +11,6 @@ from jobs.stage_cifar import (
     shard_partition,
     upload_raw_files,
 )
-from jobs.storage import LocalStorage
 from jobs.synthetic_cifar import write_dataset
 from tests.unit.shapes import project_context
 
@@ -41,7 +41,7 @@ def test_missing_or_truncated_inputs_are_refused_before_anything_is_written(tmp_
 def test_a_record_error_is_found_inside_a_spark_failure_message():
     message = (
         'An error occurred while calling collect.\n  File "/x/cifar.py", line 40\n'
-        "jobs.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n"
+        "jobs.lib.cifar.RecordError: data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9\n"
     )
     assert record_error_in(RuntimeError(message)) == "data_batch_1.bin: record 3 at byte offset 9219 has label 12, outside 0-9"
 
@@ -157,8 +157,8 @@ def test_staged_inputs_are_not_refused_for_space_they_would_not_use_but_new_ones
 
 
 def test_a_swap_killed_between_its_renames_is_finished_or_undone_by_the_next_staging(tmp_path):
+    from jobs.lib.storage import LocalStorage
     from jobs.stage_cifar import finish_interrupted_swap
-    from jobs.storage import LocalStorage
 
     storage, target = LocalStorage(str(tmp_path)), str(tmp_path / "cifar10")
     (tmp_path / "cifar10.retired-aaaa").mkdir()  # the old staging, renamed away

@@ -1,6 +1,6 @@
 import numpy as np
 
-from jobs.tfrecord import decode_example, encode_example, read_tfrecord_bytes, tfrecord_bytes
+from jobs.lib.tfrecord import decode_example, encode_example, read_tfrecord_bytes, tfrecord_bytes
 
 
 def test_examples_round_trip_through_a_tfrecord_file():

@@ -5,14 +5,14 @@ import os
 import sys
 import tempfile
 
-from jobs.input_pipeline import make_dataset
-from jobs.storage import open_storage
+from jobs.lib.input_pipeline import make_dataset
+from jobs.lib.storage import open_storage
 
 run_dir, data = sys.argv[1], sys.argv[2]
 storage = open_storage(run_dir)
 import tf_keras as keras  # noqa: E402
 
-from jobs.result import emit  # noqa: E402
+from jobs.lib.result import emit  # noqa: E402
 
 local = os.path.join(tempfile.mkdtemp(), "final_model.keras")
 with open(local, "wb") as handle:

@@ -5,7 +5,7 @@ import sys
 
 from hdfs_native import Client
 
-from jobs.result import emit
+from jobs.lib.result import emit
 
 with Client().read(sys.argv[1]) as reader:
     data = reader.read()

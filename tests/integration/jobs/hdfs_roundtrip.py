@@ -6,7 +6,7 @@ import sys
 
 from hdfs_native import Client, WriteOptions
 
-from jobs.result import emit
+from jobs.lib.result import emit
 
 path, size, replication = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 payload = random.Random(path).randbytes(size)

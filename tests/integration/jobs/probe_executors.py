@@ -6,7 +6,7 @@ import urllib.request
 from pyspark import BarrierTaskContext
 from pyspark.sql import SparkSession
 
-from jobs.result import emit
+from jobs.lib.result import emit
 
 
 def barrier_task(_):

@@ -5,10 +5,10 @@ import sys
 
 import numpy as np
 
-from jobs.cifar import TEST_FILES, TRAIN_FILES, parse_records
-from jobs.result import emit
-from jobs.storage import open_storage
-from jobs.tfrecord import decode_example, read_tfrecord_bytes
+from jobs.lib.cifar import TEST_FILES, TRAIN_FILES, parse_records
+from jobs.lib.result import emit
+from jobs.lib.storage import open_storage
+from jobs.lib.tfrecord import decode_example, read_tfrecord_bytes
 
 data_root, source = sys.argv[1], sys.argv[2]
 storage = open_storage(data_root)

@@ -14,7 +14,7 @@ import os
 import tempfile
 import uuid
 
-from jobs.storage import open_storage
+from jobs.lib.storage import open_storage
 
 READS = collections.Counter()  # records read per shard file, in this process
 FETCHES = collections.Counter()  # times each shard file was opened, in this process

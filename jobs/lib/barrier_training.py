@@ -2,9 +2,10 @@
 
 train_fn is handed to MirroredStrategyRunner by the driver (jobs/train_cnn.py) and runs once per
 slot. Worker 0 is the chief: only it writes to the run folder (checkpoints each epoch keeping
-the last K, the final model, metrics.json, the sharding evidence); the others save into local
+the last K, the final model, the sharding evidence; the driver writes metrics.json from what the chief
+returns); the others save into local
 temporary folders that are removed, as collective saving needs every worker. An attempt resumes
-from the chief's last whole checkpoint (jobs/resume.py).
+from the chief's last whole checkpoint (jobs/lib/resume.py).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import json
 import time
 
-from jobs import placement, resume
-from jobs.history import epoch_history, steady_rate, validation_steps
-from jobs.storage import open_storage
+from jobs.lib import placement, resume
+from jobs.lib.checkpointing import make_callbacks, warmup
+from jobs.lib.history import epoch_history, steady_rate, validation_steps
+from jobs.lib.storage import open_storage
 
 
 def train_fn(config: dict):
@@ -26,9 +28,9 @@ def train_fn(config: dict):
     import tf_keras as keras
     from pyspark import BarrierTaskContext
 
-    from jobs import input_pipeline
-    from jobs.cnn import build_model
-    from jobs.epoch_metrics import sync_metrics_once_per_epoch
+    from jobs.lib import input_pipeline
+    from jobs.lib.cnn import build_model
+    from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
 
     marks = [("train_fn", time.time())]
     context = BarrierTaskContext.get()
@@ -93,49 +95,21 @@ def train_fn(config: dict):
         resume.remove_unfinished(storage, storage.join(run_dir, "checkpoints"))
         storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)  # resets best, wait and best weights: put back the saved ones
-            if state:
-                resume.restore_early_stopping(self, state["early_stopping"], best_weights)
-
-    stopping = ResumableEarlyStopping(monitor="val_loss", patience=config["patience"], restore_best_weights=True)
-
-    class ChiefCheckpoints(keras.callbacks.Callback):
-        """Every worker saves (collective ops need all of them); only the chief's copy is kept."""
-
-        def on_train_begin(self, logs=None):
-            marks.append(("train_begin", time.time()))
-
-        def on_epoch_begin(self, epoch, logs=None):
-            marks.append((f"epoch{epoch + 1}_begin", time.time()))
-            if chief:
-                attempts[-1]["last_epoch_begun"] = epoch + 1
-                storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
-
-        def on_epoch_end(self, epoch, logs=None):
-            marks.append((f"epoch{epoch + 1}_end", time.time()))
-            folder = os.path.join(scratch, f"epoch-{epoch + 1:04d}")
-            self.model.save_weights(os.path.join(folder, "weights"))
-            if chief:
-                with open(os.path.join(folder, "state.json"), "w") as handle:
-                    json.dump(
-                        {"epoch": epoch + 1, "history": history.rows, "early_stopping": resume.early_stopping_state(stopping)},
-                        handle,
-                    )
-                if stopping.best_weights is not None:
-                    with open(os.path.join(folder, "best.npz"), "wb") as handle:
-                        handle.write(resume.weights_to_npz(stopping.best_weights))
-                upload_folder(storage, folder, storage.join(run_dir, "checkpoints", f"epoch-{epoch + 1:04d}"))
-                prune_checkpoints(storage, storage.join(run_dir, "checkpoints"), config["keep_checkpoints"])
-                storage.replace_bytes(
-                    storage.join(run_dir, "progress.jsonl"), "".join(json.dumps(r) + "\n" for r in history.rows).encode()
-                )
-            shutil.rmtree(folder, ignore_errors=True)
-            marks.append((f"epoch{epoch + 1}_saved", time.time()))
-
+    stopping, checkpoints = make_callbacks(
+        keras,
+        chief=chief,
+        storage=storage,
+        run_dir=run_dir,
+        scratch=scratch,
+        state=state,
+        best_weights=best_weights,
+        attempts=attempts,
+        history=history,
+        marks=marks,
+        config=config,
+    )
     # the workers' summed metrics first, so the others see them; the checkpoint holds this epoch's stopping state
-    callbacks = [sync_metrics_once_per_epoch(model), history, stopping, ChiefCheckpoints()]
+    callbacks = [sync_metrics_once_per_epoch(model), history, stopping, checkpoints]
     if config["recipe"] == "tuned" and workers > 1:
         callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
     marks.append(("fit", time.time()))
@@ -200,33 +174,5 @@ def train_fn(config: dict):
     storage.write_bytes(
         storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]), indent=2).encode()
     )
-    storage.write_bytes(storage.join(run_dir, "metrics.json"), json.dumps(metrics, indent=2).encode())
     shutil.rmtree(local, ignore_errors=True)
     return metrics
-
-
-def warmup(start_rate: float, target_rate: float, epochs: int):
-    import tf_keras as keras
-
-    def schedule(epoch, rate):
-        return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1)) if epoch < epochs else rate
-
-    return keras.callbacks.LearningRateScheduler(schedule)
-
-
-def upload_folder(storage, local: str, target: str) -> None:
-    """Checkpoint files into <target>.tmp, then renamed: a checkpoint folder is always whole."""
-    import os
-
-    staging = target + ".tmp"
-    storage.delete(staging)
-    for name in sorted(os.listdir(local)):
-        with open(os.path.join(local, name), "rb") as handle:
-            storage.write_bytes(storage.join(staging, name), handle.read())
-    storage.rename(staging, target)
-
-
-def prune_checkpoints(storage, folder: str, keep: int) -> None:
-    done = [e.path for e in storage.listdir(folder) if e.is_dir and not e.path.endswith(".tmp")]
-    for path in sorted(done)[:-keep]:
-        storage.delete(path)

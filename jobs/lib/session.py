@@ -12,6 +12,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from jobs import LEGACY_KERAS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -30,7 +32,8 @@ def spark_session(app_name: str, master: str | None = None, conf: dict | None = 
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    for key, value in (conf or {}).items():
+    executor_env = {f"spark.executorEnv.{key}": value for key, value in LEGACY_KERAS.items()}
+    for key, value in {**executor_env, **(conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

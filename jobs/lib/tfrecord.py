@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from jobs.cifar import IMAGE_BYTES, IMAGE_SIZE
+from jobs.lib.cifar import IMAGE_BYTES, IMAGE_SIZE
 
 
 def encode_example(image: np.ndarray, label: int) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jobs import LEGACY_KERAS
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # jobs/
 
 
 def package_zip() -> str:

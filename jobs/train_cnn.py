@@ -41,15 +41,22 @@ class ApplicationEnded(RuntimeError):
     """The master ended the application while the driver waited for slots in it."""
 
 
-def positive(text: str) -> int:
-    """An argparse type: an integer of 1 or more, or one line saying what is wrong."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
+def at_least(least: int):
+    """An argparse type: an integer of `least` or more, or one line saying what is wrong."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} must be {least} or more")
+        return value
+
+    return parse
+
+
+positive, non_negative = at_least(1), at_least(0)
 
 
 def parse_args(argv):
@@ -79,6 +86,12 @@ def parse_args(argv):
     )
     parser.add_argument("--steps-per-epoch", type=positive, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--probe-steps",
+        type=non_negative,
+        default=0,
+        help="after training, time this many steps phase by phase: input, compute, all-reduce, the rest (0: no probe)",
+    )
     parser.add_argument(
         "--no-pin-cores",
         dest="pin_cores",
@@ -429,6 +442,7 @@ def run(args) -> dict:
             "patience": args.patience,
             "keep_checkpoints": args.keep_checkpoints,
             "seed": args.seed,
+            "probe_steps": args.probe_steps,
             "pin_cores": args.pin_cores,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
             "driver": uuid.uuid4().hex[:8],

@@ -36,6 +36,9 @@ def parse_args(argv):
         help="pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)",
     )
     parser.add_argument("--no-pin", dest="pin", action="store_false")
+    parser.add_argument(
+        "--probe-steps", type=int, default=0, help="after training, time this many steps phase by phase (0: no probe)"
+    )
     return parser.parse_args(argv)
 
 
@@ -59,6 +62,7 @@ def run(args) -> dict:
     from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
     from jobs.lib.history import epoch_history, steady_rate, validation_steps
     from jobs.lib.input_pipeline import make_dataset
+    from jobs.lib.step_probe import probe_step
     from jobs.lib.storage import open_storage
 
     keras.utils.set_random_seed(args.seed)
@@ -109,6 +113,7 @@ def run(args) -> dict:
     )
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
+    step_phases = probe_step(model, train, args.probe_steps) if args.probe_steps else None
     return {
         "threads": args.threads,
         "cpus": cpus,
@@ -119,6 +124,7 @@ def run(args) -> dict:
         "test_accuracy": float(test_accuracy),
         "train_seconds": round(train_seconds, 1),
         "steady_images_per_second": steady_rate(history.rows),
+        "step_phases": step_phases,
     }
 
 

@@ -143,6 +143,11 @@ def train_fn(config: dict):
         "records_read": dict(input_pipeline.READS),
     }
     marks.append(("saved", time.time()))
+    if config["probe_steps"]:
+        from jobs.lib.step_probe import probe_step
+
+        evidence["step_phases"] = probe_step(model, train, config["probe_steps"])
+        marks.append(("probed", time.time()))
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
     marks.append(("gathered", time.time()))
     if not chief:
@@ -166,6 +171,7 @@ def train_fn(config: dict):
         "train_seconds": round(train_seconds, 1),
         "steady_images_per_second": steady_rate(history.rows),
         "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
+        "step_phases": evidence.get("step_phases"),
         **resume.summary(attempts),
         "marks": marks,
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},

@@ -25,16 +25,7 @@ import tf_keras as keras  # noqa: E402
 
 from jobs.lib.cnn import build_model  # noqa: E402
 from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch  # noqa: E402
-
-
-def collectives(function) -> int:
-    """The most collective ops in one traced step (a graph and the functions it calls)."""
-    counts = []
-    for concrete in function._list_all_concrete_functions():
-        graph = concrete.graph.as_graph_def()
-        nodes = list(graph.node) + [node for f in graph.library.function for node in f.node_def]
-        counts.append(sum(1 for node in nodes if node.op.startswith("Collective")))
-    return max(counts)
+from jobs.lib.step_probe import collective_ops, probe_step  # noqa: E402
 
 
 def train(mode: str) -> dict:
@@ -57,9 +48,11 @@ def train(mode: str) -> dict:
         verbose=0,
     )
     test = model.evaluate(validation, verbose=0)
+    probe = probe_step(model, data.repeat().batch(8).with_options(options), steps=2) if mode == "synced" else None
     return {
-        "train_step": collectives(model.train_function),
-        "test_step": collectives(model.test_function),
+        "probe": probe,
+        "train_step": collective_ops(model.train_function),
+        "test_step": collective_ops(model.test_function),
         "history": history.history,
         "test": test,
     }

@@ -24,7 +24,7 @@ def free_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def runs() -> dict:
-    """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes."""
+    """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes (synced also probed)."""
     ports = ",".join(map(str, free_ports(2)))
     workers = [
         subprocess.Popen(
@@ -63,3 +63,12 @@ def test_every_worker_reports_the_same_global_figures_as_keras_per_step_syncs(ru
     for key, values in keras_logs["history"].items():
         assert synced[0]["history"][key] == pytest.approx(values, rel=1e-5), key
     assert synced[0]["test"] == pytest.approx(keras_logs["test"], rel=1e-5)
+
+
+def test_the_step_probe_times_each_phase_on_both_workers_and_counts_the_steps_collectives(runs):
+    from jobs.lib.step_probe import PHASES
+
+    for probe in (w["probe"] for w in runs["synced"]):
+        assert probe["workers"] == 2 and probe["collectives_per_step"] == 1 and probe["other_collectives"] == 0
+        assert probe["step"] > 0 and all(probe[phase] >= 0 for phase in PHASES if phase != "rest")
+        assert probe["rest"] == pytest.approx(probe["step"] - sum(probe[p] for p in PHASES if p != "rest"), abs=1e-4)

@@ -15,6 +15,7 @@ from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
 from cli.settings import kit_settings, slot_counts
 from cli.spread import ratio_markdown, ratio_table
+from cli.step_phases import draw_step_phases, step_markdown
 
 CEILING_STEPS = 1000
 
@@ -75,6 +76,7 @@ def report_markdown(results: dict) -> str:
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
     text += ratio_markdown(results.get("ratios", {}))
+    text += step_markdown(results)
     ceiling = results["baselines"].get("ceiling")
     if ceiling:
         widest = max(results["configurations"], key=lambda row: row["slots"])
@@ -276,6 +278,7 @@ def bench_with(
         + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else [])
         + (["--validation-records", str(validation_records)] if validation_records else [])
     )
+    probe = ["--probe-steps", str(settings.probe_steps)]
     wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
     unknown = set(wanted) - {"plain", "ceiling", "mllib"}
     if unknown:
@@ -312,6 +315,7 @@ def bench_with(
                         str(kit_settings(c).train.batch_per_worker),
                         *retry_args(c),
                         *common,
+                        *probe,
                     ],
                 )
             measured.setdefault(count, []).append(
@@ -336,6 +340,7 @@ def bench_with(
                             "--batch",
                             str(kit_settings(c).train.batch_per_worker),
                             *common,
+                            *probe,
                         ],
                         plain=True,
                         cpus=cores,
@@ -394,4 +399,6 @@ def bench_with(
     draw_curves(results, out_dir / "curves.png")
     print("\n" + markdown)
     print(f"results: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}\ncurves: {out_dir / 'curves.png'}")
+    if draw_step_phases(results, out_dir / "step_phases.png"):
+        print(f"step phases: {out_dir / 'step_phases.png'}")
     return {**results, "out_dir": str(out_dir)}

@@ -86,6 +86,7 @@ class Bench:
     epochs: int = rule(low=1)
     cores_per_slot: int = rule(low=1)
     repeats: int = rule(low=1)
+    probe_steps: int = rule(low=0)
 
     @property
     def slot_counts(self) -> list[int]:

@@ -67,3 +67,20 @@ def test_the_report_names_the_cpu_steal_of_each_measurement():
     text = report_markdown(results)
     assert "during each measurement: 1 slot(s) x 1 core(s) 1.5%, 2 slot(s) x 1 core(s) 38.0%, baseline plain 0.4%" in text
     assert "> warning: the hypervisor took 38.0%" in text
+
+
+def test_the_report_breaks_each_probed_step_down_by_phase_and_draws_it(tmp_path):
+    from cli.step_phases import draw_step_phases
+
+    phases = {"step": 0.1, "input": 0.01, "compute": 0.06, "all_reduce": 0.02, "other_collectives": 0.0, "rest": 0.01}
+    probe = {**phases, "collectives_per_step": 1, "workers": 2, "probe_steps": 30}
+    results = {
+        "configurations": [configuration(1, 300.0), configuration(2, 450.0, step_phases=probe)],
+        "baselines": {},
+        "warnings": [],
+    }
+    text = report_markdown(results)
+    assert "30 steps each" in text and "| 2 slot(s) x 1 core(s) | 100.0 | 10.0 | 60.0 | 20.0 | 0.0 | 10.0 | 1 |" in text
+    assert "| 1 slot(s) x 1 core(s) | 100.0" not in text  # not probed: no row
+    assert draw_step_phases(results, tmp_path / "phases.png") and (tmp_path / "phases.png").stat().st_size > 1000
+    assert not draw_step_phases({**results, "configurations": [configuration(1, 300.0)]}, tmp_path / "none.png")

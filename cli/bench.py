@@ -10,14 +10,29 @@ from pathlib import Path
 
 from invoke import Exit, task
 
+from cli.data import dataset_dir, synthetic_spec
 from cli.execution import open_backend
+from cli.flags import USAGE_ERROR, whole
+from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, gate_line
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
 from cli.settings import kit_settings, slot_counts
 from cli.spread import ratio_markdown, ratio_table
 from cli.step_phases import draw_step_phases, step_markdown
+from jobs.lib.barrier_training import RECIPES
 
 CEILING_STEPS = 1000
+BASELINES = ("plain", "ceiling", "mllib")
+
+
+def baseline_names(baselines) -> list[str]:
+    wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
+    unknown = sorted(set(wanted) - set(BASELINES))
+    if unknown:
+        raise Exit(
+            f"kit: --baselines: unknown {', '.join(unknown)}: use {', '.join(BASELINES)}, or '' for none", code=USAGE_ERROR
+        )
+    return wanted
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -77,6 +92,8 @@ def report_markdown(results: dict) -> str:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
     text += ratio_markdown(results.get("ratios", {}))
     text += step_markdown(results)
+    if results.get("accuracy_gate"):
+        text += f"\n**{gate_line(results['accuracy_gate'])}**\n"
     ceiling = results["baselines"].get("ceiling")
     if ceiling:
         widest = max(results["configurations"], key=lambda row: row["slots"])
@@ -106,7 +123,11 @@ def report_markdown(results: dict) -> str:
     for warning in results["warnings"]:
         text += f"\n> warning: {warning}\n"
     if results.get("synthetic"):
-        text += "\n> The data is the synthetic stand-in: accuracies are not comparable with published CIFAR-10 results.\n"
+        difficulty = results["synthetic"].get("difficulty", "easy") if isinstance(results["synthetic"], dict) else "easy"
+        text += (
+            f"\n> The data is the synthetic stand-in (difficulty {difficulty}): accuracies are not comparable with "
+            "published CIFAR-10 results.\n"
+        )
     return text
 
 
@@ -201,6 +222,8 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
         "out": "results folder",
         "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
         "range over them (default bench.repeats)",
+        "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
+        f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",
         "embedded": "Spark's embedded local-cluster and local storage (see stage)",
         **EXISTING_HELP,
         "project": "cluster name prefix",
@@ -218,12 +241,32 @@ def bench(
     mllib_iterations=30,
     out=None,
     repeats=None,
+    accuracy_gate=False,
     embedded=False,
     master=None,
     hdfs=None,
     project=None,
 ):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
+    if slots:
+        slot_counts(slots, "--slots")
+    epochs, cores_per_slot = whole(epochs, "--epochs"), whole(cores_per_slot, "--cores-per-slot")
+    steps_per_epoch, repeats = whole(steps_per_epoch, "--steps-per-epoch"), whole(repeats, "--repeats")
+    validation_records, mllib_iterations = (
+        whole(validation_records, "--validation-records"),
+        whole(mllib_iterations, "--mllib-iterations"),
+    )
+    baseline_names(baselines)
+    if recipe is not None and recipe not in RECIPES:
+        raise Exit(f"kit: --recipe {recipe}: use one of {', '.join(RECIPES)}", code=USAGE_ERROR)
+    if accuracy_gate:
+        if steps_per_epoch:
+            raise Exit("kit: --accuracy-gate trains on full epochs: leave out --steps-per-epoch")
+        if epochs is not None and int(epochs) < MIN_EPOCHS:
+            raise Exit(
+                f"kit: --accuracy-gate needs at least {MIN_EPOCHS} epochs (--epochs {epochs}): give more or leave it out"
+            )
+        epochs, baselines = epochs or MIN_EPOCHS, ""
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
     return bench_with(
@@ -239,6 +282,7 @@ def bench(
         out,
         validation_records,
         repeats,
+        gate=accuracy_gate,
     )
 
 
@@ -255,6 +299,7 @@ def bench_with(
     out=None,
     validation_records=None,
     repeats=None,
+    gate=False,
 ) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
@@ -279,10 +324,7 @@ def bench_with(
         + (["--validation-records", str(validation_records)] if validation_records else [])
     )
     probe = ["--probe-steps", str(settings.probe_steps)]
-    wanted = [b.strip() for b in str(baselines).split(",") if b.strip()]
-    unknown = set(wanted) - {"plain", "ceiling", "mllib"}
-    if unknown:
-        raise Exit(f"kit: unknown baseline(s) {sorted(unknown)}: use plain, ceiling, mllib, or ''")
+    wanted = baseline_names(baselines)
     repeats = int(settings.repeats if repeats is None else repeats)
     if repeats < 1:
         raise Exit(f"kit: --repeats {repeats}: give 1 or more rounds")
@@ -376,7 +418,14 @@ def bench_with(
         if warning:
             warnings.append(warning)
             print(f"kit: warning: {warning}", file=sys.stderr)
-    synthetic = (Path(kit_settings(c).data.dir) / "cifar-10-batches-bin" / "SYNTHETIC.json").exists()
+    synthetic = synthetic_spec(dataset_dir(c)) or False  # how the local stand-in was generated
+    if gate and 1 not in counts:
+        raise Exit("kit: --accuracy-gate compares with 1 slot: include 1 in --slots")
+    if gate and synthetic and synthetic.get("difficulty", "easy") == "easy":
+        warnings.append(
+            "the accuracy gate runs on the easy synthetic stand-in, which saturates: it cannot show an accuracy "
+            "loss ('./kit data.fetch --synthetic --difficulty hard --force', then stage again)"
+        )
     results = {
         "created": stamp,
         "backend": backend.name,
@@ -392,6 +441,7 @@ def bench_with(
         "warnings": warnings,
         "kit_vs_plain": ratios.get("kit_vs_plain", {}).get("median"),
         "widest_vs_ceiling": ratios.get("widest_vs_ceiling", {}).get("median"),
+        "accuracy_gate": accuracy_gate(configurations) if gate else None,
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     markdown = report_markdown(results)
@@ -401,4 +451,6 @@ def bench_with(
     print(f"results: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}\ncurves: {out_dir / 'curves.png'}")
     if draw_step_phases(results, out_dir / "step_phases.png"):
         print(f"step phases: {out_dir / 'step_phases.png'}")
+    if gate and results["accuracy_gate"]["verdict"] != "PASS":
+        raise Exit(f"kit: {gate_line(results['accuracy_gate'])}: distribution cost accuracy (figures above)", code=1)
     return {**results, "out_dir": str(out_dir)}

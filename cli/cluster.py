@@ -11,7 +11,7 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import say
-from cli.settings import cluster_shape
+from cli.settings import cluster_shape, is_loopback
 from cluster.lifecycle import DRIVER, Cluster, ClusterError, diagnose
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
@@ -69,6 +69,11 @@ def bring_up(c, cluster: Cluster) -> dict:
     from cli.images import ensure_images
 
     ensure_images(c, cluster.client)
+    if not is_loopback(cluster.shape.bind_address):
+        say(
+            f"warning: the UIs are published on {cluster.shape.bind_address} (cluster.expose_beyond_loopback): whoever "
+            "reaches the namenode's port can read, write and delete any HDFS file as any user"
+        )
     started = time.monotonic()
     try:
         report = cluster.up(say=say)

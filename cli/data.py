@@ -14,13 +14,19 @@ from cli.download import DownloadError, download, file_md5
 from cli.progress import LiveLine, say
 from cli.settings import kit_settings
 from jobs.lib.cifar import FOLDER, TEST_FILES, TRAIN_FILES
-from jobs.synthetic_cifar import write_dataset
+from jobs.synthetic_cifar import DIFFICULTIES, write_dataset
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
 
 
 def dataset_dir(c) -> Path:
     return Path(kit_settings(c).data.dir).resolve() / FOLDER
+
+
+def synthetic_spec(folder: Path) -> dict:
+    """What the synthetic stand-in in folder was generated with; {} for real CIFAR-10 (or nothing)."""
+    marker = folder / SYNTHETIC_MARKER
+    return json.loads(marker.read_text()) if marker.is_file() else {}
 
 
 def is_complete(folder: Path) -> bool:
@@ -41,11 +47,17 @@ def extract(tarball: Path, data_dir: Path) -> None:
 LOCAL_BYTES_NEEDED = 400 * 10**6  # the 163 MB archive and the 185 MB of batch files it unpacks to
 
 
-def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=None, test_records=None):
+def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=None, test_records=None, difficulty=None):
     """The CIFAR-10 batch files in data.dir, got the way asked; returns their folder."""
     settings = kit_settings(c).data
     data_dir = Path(settings.dir).resolve()
     folder = data_dir / FOLDER
+    difficulty = difficulty or settings.synthetic_difficulty
+    if difficulty not in DIFFICULTIES:
+        raise Exit(f"kit: --difficulty {difficulty}: use one of {', '.join(DIFFICULTIES)}")
+    if synthetic and is_complete(folder) and not force and synthetic_spec(folder).get("difficulty", "easy") != difficulty:
+        say(f"the synthetic stand-in in {folder} is not of difficulty {difficulty}: writing it again")
+        force = True
     if is_complete(folder) and not force:
         kind = "synthetic" if (folder / SYNTHETIC_MARKER).exists() else "CIFAR-10"
         say(f"{kind} batch files already in {folder} (--force fetches again)")
@@ -64,9 +76,16 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
             f"writing a synthetic CIFAR-10 ({5 * per_batch} train + {tests} test records) to {folder}; "
             "accuracy figures on it are not comparable with published CIFAR-10 results"
         )
-        write_dataset(data_dir, per_batch, tests, int(settings.synthetic_seed))
+        write_dataset(data_dir, per_batch, tests, int(settings.synthetic_seed), difficulty=difficulty)
         (folder / SYNTHETIC_MARKER).write_text(
-            json.dumps({"train_per_batch": per_batch, "test_records": tests, "seed": int(settings.synthetic_seed)})
+            json.dumps(
+                {
+                    "train_per_batch": per_batch,
+                    "test_records": tests,
+                    "seed": int(settings.synthetic_seed),
+                    "difficulty": difficulty,
+                }
+            )
         )
         return folder
     if from_:
@@ -136,9 +155,10 @@ def default_dataset(c, from_=None) -> Path:
         "synthetic": "generate a stand-in in the same format instead (no download)",
         "train_per_batch": "synthetic: records per training batch file (default data.synthetic_train_per_batch)",
         "test_records": "synthetic: records in the test batch (default data.synthetic_test_records)",
+        "difficulty": "synthetic: easy (learnt in an epoch) or hard (CIFAR-like accuracy; default data.synthetic_difficulty)",
         "force": "fetch again even when the files are present",
     },
 )
-def fetch(c, from_=None, synthetic=False, train_per_batch=None, test_records=None, force=False):
+def fetch(c, from_=None, synthetic=False, train_per_batch=None, test_records=None, difficulty=None, force=False):
     """Get CIFAR-10 (binary version) into data.dir: download with checksum, --from a tarball, or --synthetic."""
-    ensure_dataset(c, from_, synthetic, force, train_per_batch, test_records)
+    ensure_dataset(c, from_, synthetic, force, train_per_batch, test_records, difficulty)

@@ -11,6 +11,7 @@ from invoke import Exit, task
 
 from cli.bench import bench_with
 from cli.data import default_dataset
+from cli.flags import whole
 from cli.hostcpu import StealMeter
 from cli.pipeline import eda_with, stage_with
 from cli.progress import say
@@ -88,6 +89,7 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
 )
 def demo(c, full=False, embedded=False, from_=None, epochs=None, steps_per_epoch=None, down=False, project=None):
     """The whole experiment: images, cluster, data, staging, EDA, 1- vs 2-slot bench with baselines, report."""
+    epochs, steps_per_epoch = whole(epochs, "--epochs"), whole(steps_per_epoch, "--steps-per-epoch")
     settings = kit_settings(c).demo
     phases = PhaseClock()
     started = time.monotonic()

@@ -12,9 +12,11 @@ from invoke import Exit, task
 
 from cli.data import default_dataset, ensure_dataset
 from cli.execution import JobInterrupted, open_backend
+from cli.flags import USAGE_ERROR, share, whole
 from cli.progress import say
 from cli.settings import kit_settings
 from cluster.lifecycle import diagnose, space_problem
+from jobs.lib.barrier_training import RECIPES
 
 EXISTING_HELP = {
     "master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
@@ -35,6 +37,7 @@ EXISTING_HELP = {
 )
 def stage(c, synthetic=False, from_=None, shards=None, force=False, embedded=False, master=None, hdfs=None, project=None):
     """Fetch CIFAR-10 if needed, then stage it into HDFS as TFRecord shards with a manifest."""
+    shards = whole(shards, "--shards")
     folder = ensure_dataset(c, from_=from_, synthetic=synthetic)
     stage_with(c, open_backend(c, project, embedded, master, hdfs), folder, shards, force)
 
@@ -99,6 +102,7 @@ def already_staged(backend, folder: Path, shards: int) -> dict | None:
 )
 def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, project=None):
     """Label, brightness, contrast and pixel-range statistics of the staged data, with figures."""
+    fraction = share(fraction, "--fraction")
     eda_with(c, open_backend(c, project, embedded, master, hdfs), fraction, out)
 
 
@@ -155,6 +159,11 @@ def train(
     project=None,
 ):
     """Train the reference CNN on N barrier slots (MultiWorkerMirroredStrategy); the chief writes the run to HDFS."""
+    slots, epochs = whole(slots, "--slots"), whole(epochs, "--epochs")
+    cores_per_slot, steps_per_epoch = whole(cores_per_slot, "--cores-per-slot"), whole(steps_per_epoch, "--steps-per-epoch")
+    attempts = whole(attempts, "--attempts")
+    if recipe is not None and recipe not in RECIPES:
+        raise Exit(f"kit: --recipe {recipe}: use one of {', '.join(RECIPES)}", code=USAGE_ERROR)
     settings = kit_settings(c).train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)

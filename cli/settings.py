@@ -9,12 +9,36 @@ task with one line naming the setting, its value and what it may be.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import typing
 
 from invoke import Context, Exit
+from invoke.env import Environment
 
 from cluster.topology import ClusterShape
 from images.build import image_specs
+from jobs.lib.barrier_training import RECIPES
+
+
+def keep_uncastable_env_values_as_text() -> None:
+    """invoke casts an INVOKE_* variable to the type of invoke.yaml's value and fails with a traceback
+    on INVOKE_CLUSTER_DATANODES=two; kept as text, the value reaches convert() below, which names it in
+    one line."""
+    original = Environment._cast
+    if getattr(original, "lenient", False):
+        return
+
+    def cast(self, old, new):
+        try:
+            return original(self, old, new)
+        except ValueError:
+            return new
+
+    cast.lenient = True
+    Environment._cast = cast
+
+
+keep_uncastable_env_values_as_text()
 
 
 def rule(low=None, high=None, choices=None, above=None):
@@ -42,6 +66,7 @@ class Cluster:
     executor_cores: int = rule(low=1)
     executor_memory_gb: int = rule(low=1)
     bind_address: str
+    expose_beyond_loopback: bool
     namenode_ui_port: int = rule(low=0, high=65535)
     spark_master_ui_port: int = rule(low=0, high=65535)
     spark_worker_ui_port: int = rule(low=0, high=65535)
@@ -63,6 +88,7 @@ class Data:
     synthetic_train_per_batch: int = rule(low=1)
     synthetic_test_records: int = rule(low=1)
     synthetic_seed: int
+    synthetic_difficulty: str = rule(choices=("easy", "hard"))
     hdfs_root: str
     shards: int = rule(low=1)
     results_dir: str
@@ -75,7 +101,7 @@ class Train:
     cores_per_slot: int = rule(low=1)
     epochs: int = rule(low=1)
     batch_per_worker: int = rule(low=1)
-    recipe: str = rule(choices=("paper", "tuned"))
+    recipe: str = rule(choices=RECIPES)
     attempts: int = rule(low=1)
     recovery_wait: float = rule(low=0)
 
@@ -199,8 +225,23 @@ def image_tags(c: Context) -> dict[str, str]:
     return {spec.name: spec.tag for spec in project_image_specs(c)}
 
 
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def cluster_shape(c: Context, project: str | None = None) -> ClusterShape:
     cluster, tags = kit_settings(c).cluster, image_tags(c)
     values = dataclasses.asdict(cluster)
     values["project"] = project or cluster.project
+    if not values.pop("expose_beyond_loopback") and not is_loopback(cluster.bind_address):
+        raise Exit(
+            f"kit: setting cluster.bind_address = {cluster.bind_address} would publish the UIs beyond this machine, "
+            "WebHDFS among them, where HDFS's simple authentication lets anyone act as any user: keep 127.0.0.1, "
+            "or set cluster.expose_beyond_loopback: true on a network you trust"
+        )
     return ClusterShape(hadoop_image=tags["hadoop"], spark_image=tags["spark"], **values)

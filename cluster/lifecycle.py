@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterable
+from urllib.parse import quote
 
 import docker
 import docker.errors
@@ -231,7 +232,7 @@ class Cluster:
     def webhdfs_read(self, path: str, user: str = "spark") -> str | None:
         """A small HDFS file's text through WebHDFS (no JVM to start), or None when it does not exist."""
         container = self._running("namenode")
-        url = f"http://localhost:9870/webhdfs/v1{path}?op=OPEN&user.name={user}"
+        url = f"http://localhost:9870/webhdfs/v1{quote(path)}?op=OPEN&user.name={quote(user, safe='')}"
         code, output = container.exec_run(["curl", "-sS", "-L", "--max-time", "30", "-w", "\n%{http_code}", url])
         body, _, status = output.decode(errors="replace").rpartition("\n")
         if code == 0 and status == "404":
@@ -458,8 +459,10 @@ def hdfs_folders_script(user: str = "spark", superuser: str = "hadoop") -> str:
 
     The superuser is the namenode's own process user (simple authentication takes user.name)."""
     base = "http://localhost:9870/webhdfs/v1"
-    calls = [f"{base}{path}?op=MKDIRS" for path in (*JOB_FOLDERS, "/tmp")]
-    calls += [f"{base}{path}?op=SETOWNER&owner={user}&group={user}" for path in JOB_FOLDERS]
+    calls = [f"{base}{quote(path)}?op=MKDIRS" for path in (*JOB_FOLDERS, "/tmp")]
+    calls += [
+        f"{base}{quote(path)}?op=SETOWNER&owner={quote(user, safe='')}&group={quote(user, safe='')}" for path in JOB_FOLDERS
+    ]
     calls += [f"{base}/tmp?op=SETPERMISSION&permission=1777"]
     return "set -e; " + "; ".join(
         f"curl -sS --fail-with-body --max-time 20 -X PUT '{url}&user.name={superuser}'" for url in calls

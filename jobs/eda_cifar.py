@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.lib.cifar import LABEL_NAMES, NUM_CLASSES
-from jobs.lib.result import run_main
+from jobs.lib.result import JobArguments, run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
@@ -26,7 +26,7 @@ SPLITS = ("train", "test")
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (holds manifest.json)")
     parser.add_argument("--out", required=True, help="local folder for eda.json and the figures")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of records analysed, sampled in the executors")

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.lib.cifar import FOLDER, NUM_CLASSES, TEST_FILES, TRAIN_FILES, RecordError, check_length, parse_records, split_of
-from jobs.lib.result import run_main
+from jobs.lib.result import JobArguments, run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
@@ -35,7 +35,7 @@ class StagingError(RuntimeError):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--source", required=True, help=f"local folder holding the batch files (or its parent holding {FOLDER}/)"
     )

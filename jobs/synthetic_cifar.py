@@ -7,7 +7,6 @@ chance within a few epochs but not instantly. Deterministic for a given seed.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.lib.cifar import FOLDER, IMAGE_SIZE, LABEL_NAMES, NUM_CLASSES, TEST_FILES, TRAIN_FILES, encode_records
+from jobs.lib.result import JobArguments
 
 # Per class: two RGB colours and a stripe angle (degrees) and frequency (cycles per image).
 COLOURS = np.array(
@@ -36,18 +36,56 @@ ANGLES = np.deg2rad(np.arange(NUM_CLASSES) * 18.0)
 FREQUENCIES = np.array([2.0, 3.0, 4.0, 2.5, 3.5, 2.0, 3.0, 4.0, 2.5, 3.5])
 
 
-def make_images(labels: np.ndarray, rng: np.random.Generator, noise: float = 40.0, colour_jitter: float = 45.0) -> np.ndarray:
-    """uint8 images (n, 32, 32, 3) with each label's pattern."""
+DIFFICULTIES = ("easy", "hard")
+# hard: the class's stripes in one patch, another class's in another at a strength that sometimes wins
+HARD = {"noise": 45.0, "colour_jitter": 60.0, "own": 0.6, "distractor": 0.6, "width": 0.06, "jitter": 0.2}
+
+
+def stripes(labels: np.ndarray, rng: np.random.Generator, angle_jitter: float) -> np.ndarray:
+    """Each label's stripe pattern, -1..1, at a random phase and a jittered angle."""
     count = len(labels)
     grid = np.linspace(0.0, 1.0, IMAGE_SIZE, dtype=np.float32)
     y, x = np.meshgrid(grid, grid, indexing="ij")
-    angle = ANGLES[labels][:, None, None] + rng.normal(0, 0.15, (count, 1, 1))
+    angle = ANGLES[labels][:, None, None] + rng.normal(0, angle_jitter, (count, 1, 1))
     phase = rng.uniform(0, 2 * np.pi, (count, 1, 1))
-    wave = np.sin(2 * np.pi * FREQUENCIES[labels][:, None, None] * (x * np.cos(angle) + y * np.sin(angle)) + phase)
-    # A soft blob at a random place: objects are not always centred.
+    return np.sin(2 * np.pi * FREQUENCIES[labels][:, None, None] * (x * np.cos(angle) + y * np.sin(angle)) + phase)
+
+
+def blobs(count: int, rng: np.random.Generator, width: float) -> np.ndarray:
+    """A soft blob at a random place per image: objects are not always centred."""
+    grid = np.linspace(0.0, 1.0, IMAGE_SIZE, dtype=np.float32)
+    y, x = np.meshgrid(grid, grid, indexing="ij")
     cy, cx = rng.uniform(0.2, 0.8, (2, count, 1, 1))
-    blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.08)
-    mix = (0.5 + 0.5 * wave) * (0.4 + 0.6 * blob)
+    return np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / width)
+
+
+def make_images(labels: np.ndarray, rng: np.random.Generator, difficulty: str = "easy") -> np.ndarray:
+    """uint8 images (n, 32, 32, 3) with each label's pattern.
+
+    easy: the pattern fills the image; a CNN passes 90% in an epoch.
+    hard: the pattern shows in a small patch, beside another class's pattern in another patch at a
+    random strength that sometimes wins, with angles that overlap between classes and colours that
+    barely tell: like CIFAR-10, the reference CNN learns over many epochs and stays well below 100%."""
+    count = len(labels)
+    if difficulty == "easy":
+        noise, colour_jitter = 40.0, 45.0
+        mix = (0.5 + 0.5 * stripes(labels, rng, 0.15)) * (0.4 + 0.6 * blobs(count, rng, 0.08))
+    elif difficulty == "hard":
+        noise, colour_jitter = HARD["noise"], HARD["colour_jitter"]
+        others = (labels + rng.integers(1, NUM_CLASSES, count)) % NUM_CLASSES
+        own = (
+            rng.uniform(HARD["own"], 1.0, (count, 1, 1))
+            * blobs(count, rng, HARD["width"])
+            * stripes(labels, rng, HARD["jitter"])
+        )
+        distractor = (
+            rng.uniform(0.0, HARD["distractor"], (count, 1, 1))
+            * blobs(count, rng, HARD["width"])
+            * stripes(others, rng, HARD["jitter"])
+        )
+        mix = np.clip(0.5 + 0.5 * (own + distractor), 0.0, 1.0)
+    else:
+        raise ValueError(f"difficulty {difficulty!r}: use one of {', '.join(DIFFICULTIES)}")
     # Colours vary from image to image, so colour alone is a weak cue and shape has to be learnt.
     first = COLOURS[labels, 0] + rng.normal(0, colour_jitter, (count, 3))
     second = COLOURS[labels, 1] + rng.normal(0, colour_jitter, (count, 3))
@@ -64,7 +102,12 @@ def balanced_labels(count: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_dataset(
-    out_dir: Path, train_per_batch: int = 10000, test_records: int = 10000, seed: int = 0, chunk: int = 2000
+    out_dir: Path,
+    train_per_batch: int = 10000,
+    test_records: int = 10000,
+    seed: int = 0,
+    chunk: int = 2000,
+    difficulty: str = "easy",
 ) -> dict[str, int]:
     """Writes <out_dir>/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin and batches.meta.txt."""
     folder = Path(out_dir) / FOLDER
@@ -77,7 +120,7 @@ def write_dataset(
         with open(partial, "wb") as handle:
             for start in range(0, count, chunk):
                 part = labels[start : start + chunk]
-                handle.write(encode_records(part, make_images(part, rng)))
+                handle.write(encode_records(part, make_images(part, rng, difficulty)))
         os.replace(partial, folder / name)
         counts[name] = count
     (folder / "batches.meta.txt").write_text("\n".join(LABEL_NAMES) + "\n")
@@ -85,13 +128,14 @@ def write_dataset(
 
 
 def main(argv: list[str] | None = None) -> dict[str, int]:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = JobArguments(description=__doc__)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--train-per-batch", type=int, default=10000)
     parser.add_argument("--test-records", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--difficulty", choices=DIFFICULTIES, default="easy")
     args = parser.parse_args(argv)
-    counts = write_dataset(args.out_dir, args.train_per_batch, args.test_records, args.seed)
+    counts = write_dataset(args.out_dir, args.train_per_batch, args.test_records, args.seed, difficulty=args.difficulty)
     print(f"wrote {sum(counts.values())} records to {args.out_dir / FOLDER}", file=sys.stderr)
     return counts
 

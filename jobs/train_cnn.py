@@ -19,12 +19,11 @@ import time
 import uuid
 
 from jobs.lib import placement
-from jobs.lib.barrier_training import train_fn
-from jobs.lib.result import run_main
+from jobs.lib.barrier_training import RECIPES, train_fn
+from jobs.lib.result import JobArguments, run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
-RECIPES = ("paper", "tuned")
 SLOT_POLL_SECONDS = 2.0
 MASTER_UI_PORT = 8080  # the standalone master's default, also the kit's (cluster/topology.py)
 
@@ -60,7 +59,7 @@ positive, non_negative = at_least(1), at_least(0)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
     parser.add_argument("--runs", required=True, help="storage URL under which the run folder is written")
     parser.add_argument("--run-id", default=None)

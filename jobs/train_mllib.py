@@ -6,15 +6,14 @@ executors, and trains and scores with MLlib alone: Spark's own answer to the sam
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from jobs.lib.result import run_main
+from jobs.lib.result import JobArguments, run_main
 from jobs.lib.session import spark_session
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = JobArguments(description=__doc__)
     parser.add_argument("--data", required=True, help="storage URL of the staged dataset (raw/ inside)")
     parser.add_argument("--max-iter", type=int, default=30)
     parser.add_argument("--hidden", type=int, default=128)

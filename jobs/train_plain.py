@@ -6,16 +6,15 @@ becomes a ratio rather than a guess.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 
-from jobs.lib.result import run_main
+from jobs.lib.result import JobArguments, run_main
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = JobArguments(description=__doc__)
     parser.add_argument("--data", required=True)
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=16)

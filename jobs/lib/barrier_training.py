@@ -18,6 +18,8 @@ from jobs.lib.checkpointing import make_callbacks, warmup
 from jobs.lib.history import epoch_history, steady_rate, validation_steps
 from jobs.lib.storage import open_storage
 
+RECIPES = ("paper", "tuned")  # paper: the study's protocol; tuned: learning rate scaled with workers, warm-up, augmentation
+
 
 def train_fn(config: dict):
     import os

@@ -6,11 +6,19 @@ error (bad input, too few slots) ends the job with one line and exit code 1 inst
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Callable, Iterable
 
 PREFIX = "RESULT "
+
+
+class JobArguments(argparse.ArgumentParser):
+    """argparse whose errors are one line (the flag, what is wrong, where the flags are listed), exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (--help lists the flags)\n")
 
 
 def emit(result: dict) -> None:

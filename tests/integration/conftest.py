@@ -88,7 +88,12 @@ def bench_runs(cluster, staged, tmp_path_factory) -> dict:
     rounds) on the staged test data: its report is the bench's test, its run folders the training
     tests' evidence."""
     out = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test", "INVOKE_DATA_DIR": str(out / "no-data")}
+    env = {
+        **os.environ,
+        "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test",
+        "INVOKE_DATA_DIR": str(out / "no-data"),
+        "INVOKE_BENCH_PROBE_STEPS": "3",
+    }
     command = [
         sys.executable,
         "-m",

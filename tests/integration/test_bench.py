@@ -19,6 +19,17 @@ def test_a_tiny_bench_writes_its_results_report_and_curves(bench_runs):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_every_configuration_is_probed_phase_by_phase_on_the_cluster(bench_runs):
+    results, out = bench_runs["results"], bench_runs["out"]
+    probes = [row["step_phases"] for row in results["configurations"]] + [results["baselines"]["plain"]["step_phases"]]
+    assert [p["workers"] for p in probes] == [1, 2, 1] and all(p["probe_steps"] == 3 for p in probes)
+    # the kit's 2-slot step runs the gradients' all-reduce and nothing else across workers; plain runs none
+    assert probes[1]["collectives_per_step"] == 1 and probes[2]["collectives_per_step"] == 0
+    assert all(p["step"] > 0 and p["compute"] > 0 for p in probes)
+    assert "Where a training step's time goes" in (out / "report.md").read_text()
+    assert (out / "step_phases.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_range(bench_runs):
     results, output = bench_runs["results"], bench_runs["output"]
     assert results["repeats"] == 2 and len(results["rounds"]) == 2

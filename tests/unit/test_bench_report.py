@@ -84,3 +84,15 @@ def test_the_report_breaks_each_probed_step_down_by_phase_and_draws_it(tmp_path)
     assert "| 1 slot(s) x 1 core(s) | 100.0" not in text  # not probed: no row
     assert draw_step_phases(results, tmp_path / "phases.png") and (tmp_path / "phases.png").stat().st_size > 1000
     assert not draw_step_phases({**results, "configurations": [configuration(1, 300.0)]}, tmp_path / "none.png")
+
+
+def test_the_accuracy_gate_passes_within_half_a_point_and_fails_beyond_it():
+    from cli.gate import accuracy_gate, gate_line
+
+    one, two = configuration(1, 300.0, test_accuracy=0.7043), configuration(2, 500.0, test_accuracy=0.7012)
+    gate = accuracy_gate([one, two])
+    assert gate["verdict"] == "PASS" and gate["difference_pp"] == {2: -0.31}
+    assert gate_line(gate) == "Accuracy gate: PASS: 1 slot 0.7043, 2 slots 0.7012 (-0.31 pp); tolerance 0.5 pp"
+    assert accuracy_gate([one, {**two, "test_accuracy": 0.6980}])["verdict"] == "FAIL"
+    assert accuracy_gate([one, {**two, "test_accuracy": 0.7100}])["verdict"] == "FAIL"  # better by too much is a difference too
+    assert accuracy_gate([one])["verdict"] == "FAIL"  # nothing compared, nothing passed

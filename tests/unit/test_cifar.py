@@ -62,3 +62,21 @@ def test_the_synthetic_classes_are_learnable_but_not_trivially():
     means = np.stack([fit[labels == k].mean(axis=0) for k in range(10)])
     predicted = np.argmin(((score[:, None] - means[None]) ** 2).sum(axis=-1), axis=1)
     assert 0.3 < (predicted == labels).mean() < 0.8
+
+
+def test_the_hard_stand_in_keeps_the_format_and_is_harder_for_a_nearest_mean_classifier():
+    from jobs.synthetic_cifar import make_images
+
+    labels = np.repeat(np.arange(10), 100).astype(np.uint8)
+
+    def nearest_mean_accuracy(difficulty):
+        rng = np.random.default_rng(0)
+        fit, score = (make_images(labels, rng, difficulty).reshape(len(labels), -1).astype(np.float32) for _ in range(2))
+        means = np.stack([fit[labels == k].mean(axis=0) for k in range(10)])
+        return (np.argmin(((score[:, None] - means[None]) ** 2).sum(axis=-1), axis=1) == labels).mean()
+
+    hard = make_images(labels[:20], np.random.default_rng(0), "hard")
+    assert hard.shape == (20, 32, 32, 3) and hard.dtype == np.uint8
+    assert nearest_mean_accuracy("hard") < nearest_mean_accuracy("easy")
+    with pytest.raises(ValueError, match="difficulty 'extreme'"):
+        make_images(labels[:2], np.random.default_rng(0), "extreme")

@@ -134,3 +134,10 @@ def test_down_carries_on_past_a_step_that_fails_and_lists_what_it_could_not_remo
     failed = cluster.down(volumes=True, say=lambda line: None)
     assert failed == ["network dlkit-unit-net: network has active endpoints"]
     assert containers[0].removed and volume.removed  # the volumes went although the network stayed
+
+
+def test_a_webhdfs_path_is_escaped_so_it_cannot_add_operations_or_users():
+    namenode = FakeNamenode(0, b"x\n200")
+    cluster_with_namenode(namenode).webhdfs_read("/runs/a b?op=DELETE&user.name=hadoop#")
+    url = next(part for part in namenode.commands[0] if part.startswith("http://"))
+    assert url == "http://localhost:9870/webhdfs/v1/runs/a%20b%3Fop%3DDELETE%26user.name%3Dhadoop%23?op=OPEN&user.name=spark"

@@ -48,3 +48,15 @@ def test_slot_counts_are_positive_integers():
     for wrong in ("", "0,2", "one"):
         with pytest.raises(Exit, match="give slot counts of 1 or more"):
             slot_counts(wrong, "--slots")
+
+
+def test_a_bind_address_beyond_loopback_needs_the_explicit_opt_in():
+    def shape_with(**cluster):
+        c = project_context()
+        c.config.cluster.update(cluster)
+        return cluster_shape(c)
+
+    assert shape_with(bind_address="127.0.0.2").bind_address == "127.0.0.2"
+    with pytest.raises(Exit, match="cluster.bind_address = 0.0.0.0 would publish the UIs beyond this machine"):
+        shape_with(bind_address="0.0.0.0")
+    assert shape_with(bind_address="0.0.0.0", expose_beyond_loopback=True).bind_address == "0.0.0.0"

@@ -30,6 +30,21 @@ DRIVER = "/opt/kit/driver.py"
 Say = Callable[[str], None]
 
 
+PROBE_SECONDS = 20  # a health check that takes longer counts as a failed one
+HDFS_CLI_SECONDS = 300  # an `hdfs` command in the namenode container (a JVM start is a few seconds)
+
+
+def exec_bounded(container, command: list[str], seconds: float, what: str) -> tuple[int, bytes]:
+    """docker exec with a time limit (coreutils `timeout` inside the container: the Docker API has none).
+
+    Past it the command is stopped, and the error names what did not answer and its last output."""
+    code, output = container.exec_run(["timeout", "-k", "5", str(int(seconds)), *command])
+    if code in (124, 137):  # timeout's own code, or KILL after the grace period
+        tail = [line for line in output.decode(errors="replace").splitlines() if line.strip()][-5:]
+        raise ClusterError(f"{what} did not answer within {seconds:.0f}s; its last output: {' | '.join(tail) or '(none)'}")
+    return code, output
+
+
 class ClusterError(RuntimeError):
     """A cluster that cannot be brought up or used, with the next step in its message."""
 
@@ -107,10 +122,12 @@ class Cluster:
     def probe(self, name: str, container) -> tuple[bool, str]:
         """The service's health check, run now rather than at Docker's next interval."""
         try:
-            result = container.exec_run(self.service(name).healthcheck[1:])
+            code, output = exec_bounded(container, self.service(name).healthcheck[1:], PROBE_SECONDS, f"{name}'s health check")
         except docker.errors.APIError as error:
             return False, f"(probe failed: {error.explanation or error})"
-        return result.exit_code == 0, result.output.decode(errors="replace").strip()
+        except ClusterError as error:
+            return False, str(error)
+        return code == 0, output.decode(errors="replace").strip()
 
     def _health_now(self, name: str, container) -> str:
         status = _health(container)["Status"]
@@ -213,17 +230,17 @@ class Cluster:
         container = self.container("namenode")
         if container is None:
             raise ClusterError("the namenode container does not exist: run './kit up'")
-        code, output = container.exec_run(["sh", "-c", hdfs_folders_script()])
+        code, output = exec_bounded(container, ["sh", "-c", hdfs_folders_script()], 120, "preparing the HDFS folders")
         if code != 0:
             raise ClusterError(f"preparing HDFS folders failed (exit code {code}):\n{output.decode(errors='replace')[-3000:]}")
         say("hdfs: out of safe mode; /spark-events, /user/spark, /data, /runs and /tmp ready")
 
-    def hdfs(self, args: list[str], check: bool = True) -> str:
-        """Run the hdfs CLI in the namenode container (as the HDFS superuser)."""
+    def hdfs(self, args: list[str], check: bool = True, seconds: float = HDFS_CLI_SECONDS) -> str:
+        """Run the hdfs CLI in the namenode container (as the HDFS superuser), for at most `seconds`."""
         container = self.container("namenode")
         if container is None:
             raise ClusterError("the namenode container does not exist: run './kit up'")
-        code, output = container.exec_run(["hdfs", *args], demux=False)
+        code, output = exec_bounded(container, ["hdfs", *args], seconds, f"'hdfs {' '.join(args)}'")
         text = output.decode(errors="replace")
         if check and code != 0:
             raise ClusterError(f"'hdfs {' '.join(args)}' failed with exit code {code}:\n{text[-3000:]}")
@@ -233,7 +250,8 @@ class Cluster:
         """A small HDFS file's text through WebHDFS (no JVM to start), or None when it does not exist."""
         container = self._running("namenode")
         url = f"http://localhost:9870/webhdfs/v1{quote(path)}?op=OPEN&user.name={quote(user, safe='')}"
-        code, output = container.exec_run(["curl", "-sS", "-L", "--max-time", "30", "-w", "\n%{http_code}", url])
+        command = ["curl", "-sS", "-L", "--max-time", "30", "-w", "\n%{http_code}", url]
+        code, output = exec_bounded(container, command, 40, f"WebHDFS reading {path}")
         body, _, status = output.decode(errors="replace").rpartition("\n")
         if code == 0 and status == "404":
             return None
@@ -251,7 +269,7 @@ class Cluster:
 
     def fetch_json(self, service: str, url: str) -> dict:
         container = self._running(service)
-        code, output = container.exec_run(["curl", "-fsS", "--max-time", "5", url])
+        code, output = exec_bounded(container, ["curl", "-fsS", "--max-time", "5", url], 15, f"{service}: {url}")
         if code != 0:
             raise ClusterError(f"{service}: {url} did not answer: {output.decode(errors='replace')[:300]}")
         return json.loads(output)

@@ -80,3 +80,12 @@ def test_the_hard_stand_in_keeps_the_format_and_is_harder_for_a_nearest_mean_cla
     assert nearest_mean_accuracy("hard") < nearest_mean_accuracy("easy")
     with pytest.raises(ValueError, match="difficulty 'extreme'"):
         make_images(labels[:2], np.random.default_rng(0), "extreme")
+
+
+def test_the_hard_stand_in_records_a_fifth_of_its_labels_as_another_class():
+    from jobs.synthetic_cifar import HARD, recorded_labels
+
+    labels = np.repeat(np.arange(10), 1000).astype(np.uint8)
+    noisy = recorded_labels(labels, np.random.default_rng(0), "hard")
+    assert abs((noisy != labels).mean() - HARD["label_noise"]) < 0.02 and noisy.dtype == np.uint8
+    assert recorded_labels(labels, np.random.default_rng(0), "easy") is labels

@@ -141,3 +141,10 @@ def test_a_webhdfs_path_is_escaped_so_it_cannot_add_operations_or_users():
     cluster_with_namenode(namenode).webhdfs_read("/runs/a b?op=DELETE&user.name=hadoop#")
     url = next(part for part in namenode.commands[0] if part.startswith("http://"))
     assert url == "http://localhost:9870/webhdfs/v1/runs/a%20b%3Fop%3DDELETE%26user.name%3Dhadoop%23?op=OPEN&user.name=spark"
+
+
+def test_a_docker_exec_that_hangs_is_stopped_and_named_with_its_last_output():
+    hung = FakeNamenode(124, b"Connecting to namenode:8020\nRetrying connect (3)\n")
+    with pytest.raises(ClusterError, match=r"'hdfs dfs -ls /' did not answer within 300s; its last output: .*Retrying connect"):
+        cluster_with_namenode(hung).hdfs(["dfs", "-ls", "/"])
+    assert hung.commands[0][:4] == ["timeout", "-k", "5", "300"]

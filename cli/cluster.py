@@ -11,7 +11,7 @@ from invoke import Exit, task
 
 from cli.engine import ensure_engine
 from cli.progress import say
-from cli.settings import cluster_shape, is_loopback
+from cli.settings import cluster_shape, is_loopback, kit_settings
 from cluster.lifecycle import DRIVER, Cluster, ClusterError, diagnose
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
@@ -47,6 +47,15 @@ def print_status(report: dict) -> None:
             print(
                 f"  HDFS: {hdfs['under_replicated_blocks']} under-replicated block(s): normal for a minute after a "
                 "datanode returns; if it stays, see 'hdfs fsck /' in the namenode (./kit logs namenode)"
+            )
+        left = hdfs.get("leftovers") or {}
+        if left.get("staging"):
+            print(f"  HDFS: left by an interrupted stage: {', '.join(left['staging'])} ('./kit clean' removes them)")
+        if left.get("interrupted_runs"):
+            runs = ", ".join(left["interrupted_runs"])
+            print(
+                f"  HDFS: interrupted runs {runs}: './kit train --resume RUN_ID' continues one, "
+                "'./kit clean --runs' removes them all"
             )
     else:
         print(f"  HDFS unavailable: {hdfs.get('error')}")
@@ -122,7 +131,11 @@ def down(c, volumes=False, project=None):
 @task(name="status", help={"json": "print the report as JSON", "project": "cluster name prefix"})
 def status(c, json_=False, project=None):
     """Services and health, UI URLs, HDFS capacity and live datanodes, Spark workers and cores."""
-    report = open_cluster(c, project).status()
+    cluster = open_cluster(c, project)
+    report = cluster.status()
+    if report["hdfs"].get("available"):
+        settings = kit_settings(c)
+        report["hdfs"]["leftovers"] = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
     if json_:
         print(json.dumps(report, indent=2))
     else:
@@ -181,3 +194,27 @@ def restart(c, service, project=None):
     except (ClusterError, ServiceNotReady) as error:
         raise Exit(f"kit: {error}") from error
     print_status(status)
+
+
+@task(
+    help={
+        "runs": "also remove the interrupted runs (<run>.partial folders; they can no longer be resumed)",
+        "project": "cluster name prefix",
+    }
+)
+def clean(c, runs=False, project=None):
+    """Remove what interrupted jobs left in HDFS: staging copies, and with --runs the interrupted runs."""
+    cluster = open_cluster(c, project)
+    busy = cluster.running_clients()
+    if busy:
+        raise Exit(f"kit: a job is running ({', '.join(busy)}): what it left may still be in use; clean once it ends")
+    settings = kit_settings(c)
+    left = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
+    paths = left["staging"] + (
+        [f"{settings.train.hdfs_runs.rstrip('/')}/{r}.partial" for r in left["interrupted_runs"]] if runs else []
+    )
+    if paths:
+        cluster.hdfs(["dfs", "-rm", "-r", "-f", "-skipTrash", *paths])
+    say(f"removed {len(paths)} leftover folder(s)" + (": " + ", ".join(paths) if paths else ""))
+    if left["interrupted_runs"] and not runs:
+        say(f"kept interrupted runs {', '.join(left['interrupted_runs'])}: resume one, or '--runs' removes them")

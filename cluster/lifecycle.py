@@ -261,6 +261,35 @@ class Cluster:
             )
         return body
 
+    def webhdfs_list(self, path: str, user: str = "spark") -> list[dict]:
+        """The entries of an HDFS folder (WebHDFS FileStatus: pathSuffix, type...), [] when it does not exist."""
+        container = self._running("namenode")
+        url = f"http://localhost:9870/webhdfs/v1{quote(path)}?op=LISTSTATUS&user.name={quote(user, safe='')}"
+        command = ["curl", "-sS", "--max-time", "30", "-w", "\n%{http_code}", url]
+        code, output = exec_bounded(container, command, 40, f"WebHDFS listing {path}")
+        body, _, status = output.decode(errors="replace").rpartition("\n")
+        if code == 0 and status == "404":
+            return []
+        if code != 0 or status != "200":
+            raise ClusterError(f"listing {path} through WebHDFS failed (curl exit {code}, HTTP {status}):\n{body[-1000:]}")
+        return json.loads(body)["FileStatuses"]["FileStatus"]
+
+    def hdfs_leftovers(self, data_root: str, runs_root: str) -> dict[str, list[str]]:
+        """What killed jobs left in HDFS: copies of a staging never swapped in or never retired (the next
+        `stage` also finishes or undoes them), and run folders never completed (each can be resumed)."""
+        parent, name = data_root.rstrip("/").rsplit("/", 1)
+        beside = [e["pathSuffix"] for e in self.webhdfs_list(parent or "/")]
+        runs = [e["pathSuffix"] for e in self.webhdfs_list(runs_root) if e["type"] == "DIRECTORY"]
+        return {
+            "staging": [f"{parent}/{n}" for n in sorted(beside) if n.startswith((f"{name}.staging-", f"{name}.retired-"))],
+            "interrupted_runs": sorted(n.removesuffix(".partial") for n in runs if n.endswith(".partial")),
+        }
+
+    def running_clients(self) -> list[str]:
+        """Names of this project's client containers still running (a job in progress)."""
+        selector = {"label": [f"{k}={v}" for k, v in self.shape.labels("client").items()], "status": "running"}
+        return [c.name for c in self.client.containers.list(filters=selector)]
+
     def _running(self, service: str):
         container = self.container(service)
         if container is None or container.status != "running":

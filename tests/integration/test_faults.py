@@ -107,6 +107,15 @@ def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
     assert [c.name for c in cluster.containers() if "-client-" in c.name] == []  # no driver left behind
     assert "it-resume.partial" in cluster.hdfs(["dfs", "-ls", "/runs"])
+    status = subprocess.run(
+        [sys.executable, "-m", "invoke", "status", "--json", "--project", cluster.shape.project],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "it-resume" in json.loads(status.stdout)["hdfs"]["leftovers"]["interrupted_runs"], status.stdout + status.stderr
     new_application = "starting a new application" in output
 
     done = subprocess.run(

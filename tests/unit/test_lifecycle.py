@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import socket
 
 import docker
@@ -148,3 +149,35 @@ def test_a_docker_exec_that_hangs_is_stopped_and_named_with_its_last_output():
     with pytest.raises(ClusterError, match=r"'hdfs dfs -ls /' did not answer within 300s; its last output: .*Retrying connect"):
         cluster_with_namenode(hung).hdfs(["dfs", "-ls", "/"])
     assert hung.commands[0][:4] == ["timeout", "-k", "5", "300"]
+
+
+class ListingNamenode(FakeNamenode):
+    """Answers each WebHDFS LISTSTATUS with the folder's entries."""
+
+    def __init__(self, folders):
+        super().__init__(0, b"")
+        self.folders = folders
+
+    def exec_run(self, command):
+        self.commands.append(command)
+        url = next(part for part in command if part.startswith("http://"))
+        path = url.split("/webhdfs/v1", 1)[1].split("?", 1)[0]
+        if path not in self.folders:
+            return 0, b'{"RemoteException":{}}\n404'
+        entries = [{"pathSuffix": name, "type": kind} for name, kind in self.folders[path]]
+        return 0, json.dumps({"FileStatuses": {"FileStatus": entries}}).encode() + b"\n200"
+
+
+def test_status_finds_what_killed_jobs_left_in_hdfs():
+    namenode = ListingNamenode(
+        {
+            "/data": [("cifar10", "DIRECTORY"), ("cifar10.staging-1a2b3c4d", "DIRECTORY"), ("cifar10.retired-9f", "DIRECTORY")],
+            "/runs": [("run-a", "DIRECTORY"), ("run-b.partial", "DIRECTORY"), ("notes.partial", "FILE")],
+        }
+    )
+    left = cluster_with_namenode(namenode).hdfs_leftovers("/data/cifar10", "/runs")
+    assert left == {"staging": ["/data/cifar10.retired-9f", "/data/cifar10.staging-1a2b3c4d"], "interrupted_runs": ["run-b"]}
+    assert cluster_with_namenode(ListingNamenode({})).hdfs_leftovers("/data/cifar10", "/runs") == {
+        "staging": [],
+        "interrupted_runs": [],
+    }

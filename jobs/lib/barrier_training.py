@@ -14,6 +14,7 @@ import json
 import time
 
 from jobs.lib import placement, resume
+from jobs.lib import storage as storage_module
 from jobs.lib.checkpointing import make_callbacks, warmup
 from jobs.lib.history import epoch_history, steady_rate, validation_steps
 from jobs.lib.storage import open_storage
@@ -35,6 +36,9 @@ def train_fn(config: dict):
     from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
 
     marks = [("train_fn", time.time())]
+    # a Python worker may be reused by the next attempt: the evidence counts this attempt only
+    for tally in (input_pipeline.FETCHES, input_pipeline.READS, storage_module.WRITES):
+        tally.clear()
     context = BarrierTaskContext.get()
     worker = context.partitionId()
     cpus = None
@@ -143,6 +147,7 @@ def train_fn(config: dict):
         "train_records_in_files": sum(config["train_records"][f] for f in train_fetched),
         "fetched": dict(input_pipeline.FETCHES),
         "records_read": dict(input_pipeline.READS),
+        "storage_writes": dict(storage_module.WRITES),  # before the chief's final writes below
     }
     marks.append(("saved", time.time()))
     if config["probe_steps"]:

@@ -7,6 +7,7 @@ HDFS filesystem of its own; hdfs-native talks to the namenode directly, no libhd
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import sys
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+WRITES = collections.Counter()  # changes this process made to storage, by operation (the chief-only proof)
 RETRY_SECONDS = 120.0  # past the ~60 s after which the namenode declares a silent datanode dead
 
 
@@ -34,6 +36,7 @@ class LocalStorage:
         return Path(path).read_bytes()
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        WRITES["write"] += 1
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_bytes(data)
 
@@ -41,12 +44,14 @@ class LocalStorage:
         """Written beside, then renamed over: a writer killed midway leaves the old file whole."""
         partial = f"{path}.{uuid.uuid4().hex}.partial"
         self.write_bytes(partial, data)
+        WRITES["rename"] += 1
         os.replace(partial, path)
 
     def exists(self, path: str) -> bool:
         return Path(path).exists()
 
     def makedirs(self, path: str) -> None:
+        WRITES["mkdir"] += 1
         Path(path).mkdir(parents=True, exist_ok=True)
 
     def listdir(self, path: str) -> list[Entry]:
@@ -56,11 +61,13 @@ class LocalStorage:
         )
 
     def rename(self, source: str, target: str) -> None:
+        WRITES["rename"] += 1
         if Path(target).exists():
             raise FileExistsError(target)
         os.rename(source, target)
 
     def delete(self, path: str) -> None:
+        WRITES["delete"] += 1
         if Path(path).is_dir():
             shutil.rmtree(path)
         elif Path(path).exists():
@@ -90,6 +97,7 @@ class HdfsStorage:
         return with_retries(read, f"read {path}")
 
     def write_bytes(self, path: str, data: bytes) -> None:
+        WRITES["write"] += 1
         from hdfs_native import WriteOptions
 
         def write():  # a whole-file overwrite, so a retry after a broken pipeline starts clean
@@ -103,6 +111,7 @@ class HdfsStorage:
         leaves the old file whole, never a torn one."""
         partial = f"{path}.{uuid.uuid4().hex}.partial"
         self.write_bytes(partial, data)
+        WRITES["rename"] += 1
         with_retries(lambda: self.client.rename(self._path(partial), self._path(path), overwrite=True), f"rename {partial}")
 
     def exists(self, path: str) -> bool:
@@ -113,6 +122,7 @@ class HdfsStorage:
             return False
 
     def makedirs(self, path: str) -> None:
+        WRITES["mkdir"] += 1
         self.client.mkdirs(self._path(path), create_parent=True)
 
     def listdir(self, path: str) -> list[Entry]:
@@ -122,10 +132,12 @@ class HdfsStorage:
         )
 
     def rename(self, source: str, target: str) -> None:
+        WRITES["rename"] += 1
         # HDFS renames a folder atomically: readers see the old name or the whole new folder.
         self.client.rename(self._path(source), self._path(target))
 
     def delete(self, path: str) -> None:
+        WRITES["delete"] += 1
         if self.exists(path):
             self.client.delete(self._path(path), recursive=True)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from cli.data import dataset_dir, synthetic_spec
-from cli.execution import open_backend
+from cli.execution import JobInterrupted, open_backend
 from cli.flags import USAGE_ERROR, whole
 from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, gate_line
 from cli.hostcpu import StealMeter, steal_warning
@@ -331,72 +331,79 @@ def bench_with(
     widest = max(counts, default=1)
     measured: dict = {}  # configuration (slot count, "plain", "ceiling") -> its run in each round
     rounds = []
-    for index in range(repeats):
-        # every configuration once per round, so a ratio compares runs minutes apart
-        suffix = f" (round {index + 1} of {repeats})" if repeats > 1 else ""
-        for count in counts:
-            print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
-            run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
-            with backend.sampler() as sampler, StealMeter() as steal:
-                result = backend.run(
-                    "train_cnn",
-                    [
-                        "--data",
-                        backend.data_url,
-                        "--runs",
-                        backend.runs_url,
-                        "--slots",
-                        str(count),
-                        "--cores-per-slot",
-                        str(cores),
-                        "--recipe",
-                        recipe,
-                        "--run-id",
-                        run_id,
-                        "--batch-per-worker",
-                        str(kit_settings(c).train.batch_per_worker),
-                        *retry_args(c),
-                        *common,
-                        *probe,
-                    ],
-                )
-            measured.setdefault(count, []).append(
-                {
-                    **result,
-                    "label": f"{count} slot(s) x {cores} core(s)",
-                    "resources": sampler.summary(),
-                    "host_steal_percent": steal.percent,
-                }
-            )
-        if "plain" in wanted:
-            print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
-            measured.setdefault("plain", []).append(
-                with_steal(
-                    lambda: backend.run(
-                        "train_plain",
+    try:
+        for index in range(repeats):
+            # every configuration once per round, so a ratio compares runs minutes apart
+            suffix = f" (round {index + 1} of {repeats})" if repeats > 1 else ""
+            for count in counts:
+                print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
+                run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
+                with backend.sampler() as sampler, StealMeter() as steal:
+                    result = backend.run(
+                        "train_cnn",
                         [
                             "--data",
                             backend.data_url,
-                            "--threads",
+                            "--runs",
+                            backend.runs_url,
+                            "--slots",
+                            str(count),
+                            "--cores-per-slot",
                             str(cores),
-                            "--batch",
+                            "--recipe",
+                            recipe,
+                            "--run-id",
+                            run_id,
+                            "--batch-per-worker",
                             str(kit_settings(c).train.batch_per_worker),
+                            *retry_args(c),
                             *common,
                             *probe,
                         ],
-                        plain=True,
-                        cpus=cores,
+                    )
+                measured.setdefault(count, []).append(
+                    {
+                        **result,
+                        "label": f"{count} slot(s) x {cores} core(s)",
+                        "resources": sampler.summary(),
+                        "host_steal_percent": steal.percent,
+                    }
+                )
+            if "plain" in wanted:
+                print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
+                measured.setdefault("plain", []).append(
+                    with_steal(
+                        lambda: backend.run(
+                            "train_plain",
+                            [
+                                "--data",
+                                backend.data_url,
+                                "--threads",
+                                str(cores),
+                                "--batch",
+                                str(kit_settings(c).train.batch_per_worker),
+                                *common,
+                                *probe,
+                            ],
+                            plain=True,
+                            cpus=cores,
+                        )
                     )
                 )
-            )
-        if "ceiling" in wanted and widest > 1 and widest * cores <= available:
-            print(
-                f"kit: bench: baseline ceiling, {widest} independent plain copies at once{suffix}", file=sys.stderr, flush=True
-            )
-            measured.setdefault("ceiling", []).append(
-                with_steal(lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
-            )
-        rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
+            if "ceiling" in wanted and widest > 1 and widest * cores <= available:
+                label = f"baseline ceiling, {widest} independent plain copies at once{suffix}"
+                print(f"kit: bench: {label}", file=sys.stderr, flush=True)
+                measured.setdefault("ceiling", []).append(
+                    with_steal(lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
+                )
+            rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
+    except JobInterrupted as interrupted:
+        done = ", ".join(f"{key}: {len(runs)} run(s)" for key, runs in measured.items()) or "none"
+        raise JobInterrupted(
+            interrupted.job,
+            f"the bench wrote no report (configurations measured: {done}); their run folders stay under "
+            f"{backend.runs_url}; './kit bench' starts over",
+        ) from None
     # the table shows each configuration's median run; the ratios come from the rounds
     configurations = [
         {**median_run(measured[count]), "rates": [r["steady_images_per_second"] for r in measured[count]]} for count in counts

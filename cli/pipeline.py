@@ -59,7 +59,14 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
             if problem:
                 raise Exit(f"kit: nothing was staged: {problem}")
         args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + (["--force"] if force else [])
-        result = backend.run("stage_cifar", args, source=Path(folder), report=report)
+        try:
+            result = backend.run("stage_cifar", args, source=Path(folder), report=report)
+        except JobInterrupted as interrupted:
+            raise JobInterrupted(
+                interrupted.job,
+                f"{backend.data_url} is as it was before (a staging is swapped in whole or not at all); "
+                "'./kit stage' starts it again",
+            ) from None
     state = "already staged (same inputs)" if result["up_to_date"] else f"staged in {result['staging_seconds']}s"
     sizes = result["shard_bytes"]
     print(

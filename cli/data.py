@@ -13,7 +13,7 @@ from invoke import Exit, task
 from cli.download import DownloadError, download, file_md5
 from cli.progress import LiveLine, say
 from cli.settings import kit_settings
-from jobs.lib.cifar import FOLDER, TEST_FILES, TRAIN_FILES
+from jobs.lib.cifar import FOLDER, RECORD_BYTES, TEST_FILES, TRAIN_FILES
 from jobs.synthetic_cifar import DIFFICULTIES, write_dataset
 
 SYNTHETIC_MARKER = "SYNTHETIC.json"
@@ -27,6 +27,25 @@ def synthetic_spec(folder: Path) -> dict:
     """What the synthetic stand-in in folder was generated with; {} for real CIFAR-10 (or nothing)."""
     marker = folder / SYNTHETIC_MARKER
     return json.loads(marker.read_text()) if marker.is_file() else {}
+
+
+def expected_records(folder: Path) -> dict[str, int]:
+    """Records each batch file must hold: the official 10,000, or what the synthetic stand-in was made with."""
+    spec = synthetic_spec(folder)
+    train, test = (spec["train_per_batch"], spec["test_records"]) if spec else (10000, 10000)
+    return {**{name: train for name in TRAIN_FILES}, **{name: test for name in TEST_FILES}}
+
+
+def dataset_problem(folder: Path) -> str | None:
+    """One line on a batch file whose size is wrong (a truncated or stale extraction), or None."""
+    for name, records in expected_records(folder).items():
+        size = (folder / name).stat().st_size
+        if size != records * RECORD_BYTES:
+            return (
+                f"{folder / name} is {size} bytes, not {records * RECORD_BYTES} ({records} records of {RECORD_BYTES}): "
+                "a truncated or stale copy; './kit data.fetch --force' (with --from or --synthetic as before) gets it again"
+            )
+    return None
 
 
 def is_complete(folder: Path) -> bool:
@@ -59,6 +78,9 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
         say(f"the synthetic stand-in in {folder} is not of difficulty {difficulty}: writing it again")
         force = True
     if is_complete(folder) and not force:
+        problem = dataset_problem(folder)
+        if problem:
+            raise Exit(f"kit: {problem}")
         kind = "synthetic" if (folder / SYNTHETIC_MARKER).exists() else "CIFAR-10"
         say(f"{kind} batch files already in {folder} (--force fetches again)")
         return folder
@@ -122,6 +144,9 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
     extract(tarball, data_dir)
     if not is_complete(folder):
         raise Exit(f"kit: {tarball} did not contain every batch file ({', '.join(TRAIN_FILES + TEST_FILES)})")
+    problem = dataset_problem(folder)
+    if problem:
+        raise Exit(f"kit: {problem}")
     say(f"CIFAR-10 batch files ready in {folder}")
     return folder
 

@@ -92,3 +92,23 @@ def test_giving_up_after_the_retries_keeps_the_partial_file_for_next_time(tmp_pa
     with Server(BODY, cut=5) as server, pytest.raises(DownloadError, match="after 2 attempts.*kept"):
         download(server.url, tmp_path / "c.tar.gz", MD5, retries=2, backoff=0)
     assert [p.name for p in tmp_path.iterdir()] == ["c.tar.gz.part"]
+
+
+def test_a_truncated_or_stale_batch_file_is_found_before_it_is_staged(tmp_path):
+    from invoke import Exit
+
+    from cli.data import SYNTHETIC_MARKER, ensure_dataset
+    from jobs.lib.cifar import FOLDER
+    from jobs.synthetic_cifar import write_dataset
+    from tests.unit.shapes import project_context
+
+    c = project_context()
+    c.config.data.dir = str(tmp_path)
+    write_dataset(tmp_path, train_per_batch=10, test_records=10, seed=0)
+    folder = tmp_path / FOLDER
+    (folder / SYNTHETIC_MARKER).write_text('{"train_per_batch": 10, "test_records": 10, "seed": 0, "difficulty": "easy"}')
+    assert ensure_dataset(c) == folder.resolve()
+    with open(folder / "data_batch_3.bin", "r+b") as handle:
+        handle.truncate(3073 * 7 + 100)  # killed mid-extraction
+    with pytest.raises(Exit, match=r"data_batch_3.bin is 21611 bytes, not 30730 \(10 records of 3073\).*--force"):
+        ensure_dataset(c)

@@ -20,6 +20,7 @@ from cli.settings import kit_settings, slot_counts
 from cli.spread import ratio_markdown, ratio_table
 from cli.step_phases import draw_step_phases, step_markdown
 from jobs.lib.barrier_training import RECIPES
+from jobs.lib.gradient_reduction import GRADIENT_DTYPES
 
 CEILING_STEPS = 1000
 BASELINES = ("plain", "ceiling", "mllib")
@@ -88,6 +89,8 @@ def report_markdown(results: dict) -> str:
             f"| {row.get('epochs_run', '-')} | {epoch_seconds(row.get('history', []))} | {rate} | - | - | - |"
         )
     text = "\n".join(lines) + "\n"
+    if results.get("gradient_dtype"):
+        text += f"\nRecipe {results.get('recipe')}; the workers' gradients are summed in {results['gradient_dtype']}.\n"
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
     text += ratio_markdown(results.get("ratios", {}))
@@ -222,6 +225,7 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
         "out": "results folder",
         "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
         "range over them (default bench.repeats)",
+        "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
         f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",
         "embedded": "Spark's embedded local-cluster and local storage (see stage)",
@@ -241,6 +245,7 @@ def bench(
     mllib_iterations=30,
     out=None,
     repeats=None,
+    gradient_dtype=None,
     accuracy_gate=False,
     embedded=False,
     master=None,
@@ -259,6 +264,8 @@ def bench(
     baseline_names(baselines)
     if recipe is not None and recipe not in RECIPES:
         raise Exit(f"kit: --recipe {recipe}: use one of {', '.join(RECIPES)}", code=USAGE_ERROR)
+    if gradient_dtype is not None and gradient_dtype not in GRADIENT_DTYPES:
+        raise Exit(f"kit: --gradient-dtype {gradient_dtype}: use one of {', '.join(GRADIENT_DTYPES)}", code=USAGE_ERROR)
     if accuracy_gate:
         if steps_per_epoch:
             raise Exit("kit: --accuracy-gate trains on full epochs: leave out --steps-per-epoch")
@@ -283,6 +290,7 @@ def bench(
         validation_records,
         repeats,
         gate=accuracy_gate,
+        gradient_dtype=gradient_dtype,
     )
 
 
@@ -300,12 +308,14 @@ def bench_with(
     validation_records=None,
     repeats=None,
     gate=False,
+    gradient_dtype=None,
 ) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
     cores = int(cores_per_slot or settings.cores_per_slot)
     epochs = int(epochs or settings.epochs)
     recipe = recipe or kit_settings(c).train.recipe
+    gradient_dtype = gradient_dtype or kit_settings(c).train.gradient_dtype
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "bench" / stamp).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -356,6 +366,8 @@ def bench_with(
                             run_id,
                             "--batch-per-worker",
                             str(kit_settings(c).train.batch_per_worker),
+                            "--gradient-dtype",
+                            gradient_dtype,
                             *retry_args(c),
                             *common,
                             *probe,
@@ -438,6 +450,7 @@ def bench_with(
         "backend": backend.name,
         "host_cores": available,
         "recipe": recipe,
+        "gradient_dtype": gradient_dtype,
         "epochs": epochs,
         "synthetic": synthetic,
         "repeats": repeats,

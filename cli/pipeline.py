@@ -196,6 +196,8 @@ def train(
             str(cores_per_slot or settings.cores_per_slot),
             "--batch-per-worker",
             str(settings.batch_per_worker),
+            "--gradient-dtype",
+            settings.gradient_dtype,
         ]
         args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]  # named here, so Ctrl-C can

@@ -18,6 +18,7 @@ from invoke.env import Environment
 from cluster.topology import ClusterShape
 from images.build import image_specs
 from jobs.lib.barrier_training import RECIPES
+from jobs.lib.gradient_reduction import GRADIENT_DTYPES
 
 
 def keep_uncastable_env_values_as_text() -> None:
@@ -102,6 +103,7 @@ class Train:
     epochs: int = rule(low=1)
     batch_per_worker: int = rule(low=1)
     recipe: str = rule(choices=RECIPES)
+    gradient_dtype: str = rule(choices=GRADIENT_DTYPES)
     attempts: int = rule(low=1)
     recovery_wait: float = rule(low=0)
 

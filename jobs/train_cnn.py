@@ -20,6 +20,7 @@ import uuid
 
 from jobs.lib import placement
 from jobs.lib.barrier_training import RECIPES, train_fn
+from jobs.lib.gradient_reduction import GRADIENT_DTYPES
 from jobs.lib.result import JobArguments, run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
@@ -86,6 +87,12 @@ def parse_args(argv):
     parser.add_argument("--steps-per-epoch", type=positive, default=None, help="default: one pass over the training set")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--gradient-dtype",
+        choices=GRADIENT_DTYPES,
+        default="float32",
+        help="dtype in which the workers' gradients are summed each step (bfloat16: half the bytes)",
+    )
+    parser.add_argument(
         "--probe-steps",
         type=non_negative,
         default=0,
@@ -129,6 +136,7 @@ RUN_SETTINGS = (
     "steps_per_epoch",
     "validation_records",
     "pin_cores",
+    "gradient_dtype",
 )
 
 
@@ -443,6 +451,7 @@ def run(args) -> dict:
             "seed": args.seed,
             "probe_steps": args.probe_steps,
             "pin_cores": args.pin_cores,
+            "gradient_dtype": args.gradient_dtype,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
             "driver": uuid.uuid4().hex[:8],
             "validation_records": args.validation_records,

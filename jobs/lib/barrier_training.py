@@ -34,6 +34,7 @@ def train_fn(config: dict):
     from jobs.lib import input_pipeline
     from jobs.lib.cnn import build_model
     from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
+    from jobs.lib.gradient_reduction import sum_gradients_in
 
     marks = [("train_fn", time.time())]
     # a Python worker may be reused by the next attempt: the evidence counts this attempt only
@@ -58,6 +59,7 @@ def train_fn(config: dict):
     if config["recipe"] == "tuned":
         learning_rate *= workers
     model = build_model(learning_rate)
+    sum_gradients_in(model.optimizer, config["gradient_dtype"])
 
     global_batch = config["batch_per_worker"] * workers
     fetch = input_pipeline.make_fetch(config["data"], os.path.join(local, "shards"))
@@ -153,7 +155,7 @@ def train_fn(config: dict):
     if config["probe_steps"]:
         from jobs.lib.step_probe import probe_step
 
-        evidence["step_phases"] = probe_step(model, train, config["probe_steps"])
+        evidence["step_phases"] = probe_step(model, train, config["probe_steps"], gradient_dtype=config["gradient_dtype"])
         marks.append(("probed", time.time()))
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
     marks.append(("gathered", time.time()))
@@ -170,6 +172,7 @@ def train_fn(config: dict):
         "batch_per_worker": config["batch_per_worker"],
         "global_batch": global_batch,
         "learning_rate": learning_rate,
+        "gradient_dtype": config["gradient_dtype"],
         "steps_per_epoch": config["steps_per_epoch"],
         "epochs_run": len(history.rows),
         "history": history.rows,

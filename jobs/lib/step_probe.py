@@ -38,18 +38,19 @@ def seconds_per_call(call, steps: int, line_up) -> float:
     return (time.perf_counter() - started) / steps
 
 
-def probe_step(model, dataset, steps: int, gradient_reductions: int = 1) -> dict:
+def probe_step(model, dataset, steps: int, gradient_reductions: int = 1, gradient_dtype: str = "float32") -> dict:
     """Mean seconds per training step by phase, on the strategy the model was built under.
 
-    gradient_reductions: collectives of the step that carry gradients (1: Keras packs them all)."""
+    gradient_reductions: collectives of the step that carry gradients (1: Keras packs them all);
+    gradient_dtype: the dtype they are summed in (jobs/lib/gradient_reduction.py)."""
     import tensorflow as tf
 
     strategy = model.distribute_strategy
     with strategy.scope():  # as fit runs the step: its metrics are per-replica variables
-        return probe_in_scope(tf, strategy, model, dataset, steps, gradient_reductions)
+        return probe_in_scope(tf, strategy, model, dataset, steps, gradient_reductions, tf.as_dtype(gradient_dtype))
 
 
-def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions: int) -> dict:
+def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions: int, dtype) -> dict:
     one = tf.constant(1.0)
 
     @tf.function
@@ -74,7 +75,7 @@ def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions
     @tf.function
     def gradient_sum():
         def local():
-            zeros = [tf.zeros_like(v) for v in model.trainable_variables]
+            zeros = [tf.zeros(v.shape, dtype) for v in model.trainable_variables]
             return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, zeros)[0]
 
         return strategy.run(local)

@@ -25,14 +25,28 @@ import tf_keras as keras  # noqa: E402
 
 from jobs.lib.cnn import build_model  # noqa: E402
 from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch  # noqa: E402
+from jobs.lib.gradient_reduction import sum_gradients_in  # noqa: E402
 from jobs.lib.step_probe import collective_ops, probe_step  # noqa: E402
+
+
+def collective_dtypes(function) -> list[str]:
+    """The dtypes the collective reductions of a traced step carry."""
+    found = set()
+    for concrete in function._list_all_concrete_functions():
+        graph = concrete.graph.as_graph_def()
+        for node in list(graph.node) + [node for f in graph.library.function for node in f.node_def]:
+            if node.op.startswith("CollectiveReduce"):
+                found.add(tf.dtypes.as_dtype(node.attr["T"].type).name)
+    return sorted(found)
 
 
 def train(mode: str) -> dict:
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = build_model()
-    callbacks = [sync_metrics_once_per_epoch(model)] if mode == "synced" else []
+    callbacks = [sync_metrics_once_per_epoch(model)] if mode in ("synced", "bfloat16") else []
+    if mode == "bfloat16":
+        sum_gradients_in(model.optimizer, "bfloat16")
     rng = np.random.default_rng(index)  # each worker its own data, as FILE sharding gives it
     images, labels = rng.random((32, 32, 32, 3), np.float32), rng.integers(0, 10, 32)
     options = tf.data.Options()
@@ -52,10 +66,11 @@ def train(mode: str) -> dict:
     return {
         "probe": probe,
         "train_step": collective_ops(model.train_function),
+        "train_step_dtypes": collective_dtypes(model.train_function),
         "test_step": collective_ops(model.test_function),
         "history": history.history,
         "test": test,
     }
 
 
-print(json.dumps({mode: train(mode) for mode in ("keras", "synced")}))
+print(json.dumps({mode: train(mode) for mode in ("keras", "synced", "bfloat16")}))

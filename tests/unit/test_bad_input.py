@@ -26,6 +26,8 @@ CASES = [
     ([*INVOKE, "bench", "--slots", "1,x"], {}, 1, "kit: --slots = '1,x': give slot counts of 1 or more"),
     ([*INVOKE, "bench", "--baselines", "plain,gpu"], {}, 2, "kit: --baselines: unknown gpu"),
     ([*INVOKE, "bench", "--repeats", "0"], {}, 2, "kit: --repeats 0: must be 1 or more"),
+    ([*INVOKE, "bench", "--gradient-dtype", "float16"], {}, 2, "kit: --gradient-dtype float16: use one of float32, bfloat16"),
+    ([*INVOKE, "train"], {"INVOKE_TRAIN_GRADIENT_DTYPE": "int8"}, 1, "train.gradient_dtype"),
     ([*INVOKE, "bench", "--accuracy-gate", "--epochs", "3"], {}, 1, "--accuracy-gate needs at least 10 epochs"),
     ([*INVOKE, "demo", "--steps-per-epoch", "0"], {}, 2, "kit: --steps-per-epoch 0: must be 1 or more"),
     ([*TRAIN_JOB, "--batch-per-worker", "0"], {}, 2, "argument --batch-per-worker: 0 must be 1 or more"),

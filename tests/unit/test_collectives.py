@@ -48,7 +48,7 @@ def runs() -> dict:
     finally:
         for worker in workers:
             worker.kill()
-    return {mode: [output[mode] for output in outputs] for mode in ("keras", "synced")}
+    return {mode: [output[mode] for output in outputs] for mode in ("keras", "synced", "bfloat16")}
 
 
 def test_a_training_step_runs_one_collective_the_gradients_all_reduce(runs):
@@ -72,3 +72,11 @@ def test_the_step_probe_times_each_phase_on_both_workers_and_counts_the_steps_co
         assert probe["workers"] == 2 and probe["collectives_per_step"] == 1 and probe["other_collectives"] == 0
         assert probe["step"] > 0 and all(probe[phase] >= 0 for phase in PHASES if phase != "rest")
         assert probe["rest"] == pytest.approx(probe["step"] - sum(probe[p] for p in PHASES if p != "rest"), abs=1e-4)
+
+
+def test_gradients_summed_in_bfloat16_are_one_bfloat16_all_reduce_and_train_alike(runs):
+    assert [w["train_step"] for w in runs["bfloat16"]] == [1, 1]
+    assert [w["train_step_dtypes"] for w in runs["bfloat16"]] == [["bfloat16"], ["bfloat16"]]
+    assert runs["synced"][0]["train_step_dtypes"] == ["float32"]
+    float32, bfloat16 = runs["synced"][0]["history"], runs["bfloat16"][0]["history"]
+    assert bfloat16["loss"] == pytest.approx(float32["loss"], rel=0.02)  # only the sum is rounded

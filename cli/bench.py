@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -15,12 +16,15 @@ from cli.execution import JobInterrupted, open_backend
 from cli.flags import USAGE_ERROR, whole
 from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, gate_line
 from cli.hostcpu import StealMeter, steal_warning
-from cli.pipeline import EXISTING_HELP, ensure_staged, retry_args
+from cli.pipeline import EXISTING_HELP, ensure_staged
 from cli.settings import kit_settings, slot_counts
 from cli.spread import ratio_markdown, ratio_table
 from cli.step_phases import draw_step_phases, step_markdown
 from jobs.lib.barrier_training import RECIPES
 from jobs.lib.gradient_reduction import GRADIENT_DTYPES
+from jobs.train_cnn import TrainArgs
+from jobs.train_mllib import MllibArgs
+from jobs.train_plain import PlainArgs
 
 CEILING_STEPS = 1000
 BASELINES = ("plain", "ceiling", "mllib")
@@ -160,12 +164,13 @@ def draw_curves(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def ceiling_steps(steps_per_epoch) -> list[str]:
+def ceiling_args(plain: PlainArgs, steps_per_epoch) -> PlainArgs:
     """The ceiling measures a rate only: two epochs of a fixed length are enough."""
-    return ["--epochs", "2", "--steps-per-epoch", str(steps_per_epoch or CEILING_STEPS), "--patience", "99"]
+    steps = steps_per_epoch or CEILING_STEPS
+    return dataclasses.replace(plain, epochs=2, steps_per_epoch=steps, patience=99, validation_records=None, probe_steps=0)
 
 
-def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> dict:
+def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
     """N plain trainings at once, each pinned to its own cores, with no communication at all.
 
     Their summed rate is the most N slots could reach on this host: shared caches, memory
@@ -174,21 +179,8 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
     results: list[dict | None] = [None] * copies
 
     def one(index: int) -> None:
-        results[index] = backend.run(
-            "train_plain",
-            [
-                "--data",
-                backend.data_url,
-                "--threads",
-                str(cores),
-                "--first-cpu",
-                str(index * cores),
-                "--batch",
-                str(kit_settings(c).train.batch_per_worker),
-                *common,
-            ],
-            plain=True,
-        )
+        args = dataclasses.replace(plain, first_cpu=index * plain.threads)
+        results[index] = backend.run("train_plain", args.to_argv(), plain=True)
 
     threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
     for thread in threads:
@@ -199,7 +191,7 @@ def hardware_ceiling(c, backend, copies: int, cores: int, common: list[str]) -> 
         raise Exit("kit: a copy of the ceiling baseline failed; its messages are above")
     rates = [r["steady_images_per_second"] for r in results]
     return {
-        "model": f"{copies} independent tf-keras copies, {cores} thread(s) each",
+        "model": f"{copies} independent tf-keras copies, {plain.threads} thread(s) each",
         "copies": copies,
         "steady_images_per_second": round(sum(rates), 1),
         "per_copy_images_per_second": rates,
@@ -328,12 +320,23 @@ def bench_with(
     ]
     for warning in warnings:
         print(f"kit: warning: {warning}", file=sys.stderr)
-    common = (
-        ["--epochs", str(epochs)]
-        + (["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else [])
-        + (["--validation-records", str(validation_records)] if validation_records else [])
+    # 0 or absent: a full pass, every test record
+    run = {"epochs": epochs, "steps_per_epoch": steps_per_epoch or None, "validation_records": validation_records or None}
+    train_settings = kit_settings(c).train
+    batch = train_settings.batch_per_worker
+    train = TrainArgs(
+        data=backend.data_url,
+        runs=backend.runs_url,
+        cores_per_slot=cores,
+        recipe=recipe,
+        batch_per_worker=batch,
+        gradient_dtype=gradient_dtype,
+        attempts=train_settings.attempts,
+        recovery_wait=train_settings.recovery_wait,
+        probe_steps=settings.probe_steps,
+        **run,
     )
-    probe = ["--probe-steps", str(settings.probe_steps)]
+    plain_args = PlainArgs(data=backend.data_url, threads=cores, batch=batch, probe_steps=settings.probe_steps, **run)
     wanted = baseline_names(baselines)
     repeats = int(settings.repeats if repeats is None else repeats)
     if repeats < 1:
@@ -349,30 +352,8 @@ def bench_with(
                 print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
                 run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
                 with backend.sampler() as sampler, StealMeter() as steal:
-                    result = backend.run(
-                        "train_cnn",
-                        [
-                            "--data",
-                            backend.data_url,
-                            "--runs",
-                            backend.runs_url,
-                            "--slots",
-                            str(count),
-                            "--cores-per-slot",
-                            str(cores),
-                            "--recipe",
-                            recipe,
-                            "--run-id",
-                            run_id,
-                            "--batch-per-worker",
-                            str(kit_settings(c).train.batch_per_worker),
-                            "--gradient-dtype",
-                            gradient_dtype,
-                            *retry_args(c),
-                            *common,
-                            *probe,
-                        ],
-                    )
+                    args = dataclasses.replace(train, slots=count, run_id=run_id)
+                    result = backend.run("train_cnn", args.to_argv())
                 measured.setdefault(count, []).append(
                     {
                         **result,
@@ -387,16 +368,7 @@ def bench_with(
                     with_steal(
                         lambda: backend.run(
                             "train_plain",
-                            [
-                                "--data",
-                                backend.data_url,
-                                "--threads",
-                                str(cores),
-                                "--batch",
-                                str(kit_settings(c).train.batch_per_worker),
-                                *common,
-                                *probe,
-                            ],
+                            plain_args.to_argv(),
                             plain=True,
                             cpus=cores,
                         )
@@ -406,7 +378,7 @@ def bench_with(
                 label = f"baseline ceiling, {widest} independent plain copies at once{suffix}"
                 print(f"kit: bench: {label}", file=sys.stderr, flush=True)
                 measured.setdefault("ceiling", []).append(
-                    with_steal(lambda: hardware_ceiling(c, backend, widest, cores, ceiling_steps(steps_per_epoch)))
+                    with_steal(lambda: hardware_ceiling(backend, widest, ceiling_args(plain_args, steps_per_epoch)))
                 )
             rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
     except JobInterrupted as interrupted:
@@ -429,7 +401,7 @@ def bench_with(
     if "mllib" in wanted:
         print("kit: bench: baseline Spark MLlib MLP", file=sys.stderr, flush=True)
         baseline_results["mllib"] = backend.run(
-            "train_mllib", ["--data", backend.data_url, "--max-iter", str(mllib_iterations)]
+            "train_mllib", MllibArgs(data=backend.data_url, max_iter=mllib_iterations).to_argv()
         )
     ratios = ratio_table(rounds)
     for label, percent in steal_readings(configurations, baseline_results):

@@ -16,7 +16,10 @@ from cli.flags import USAGE_ERROR, share, whole
 from cli.progress import say
 from cli.settings import kit_settings
 from cluster.lifecycle import diagnose, space_problem
+from jobs.eda_cifar import EdaArgs
 from jobs.lib.barrier_training import RECIPES
+from jobs.stage_cifar import StageArgs
+from jobs.train_cnn import TrainArgs
 
 EXISTING_HELP = {
     "master": "an existing Spark 3.4 cluster's master URL (with --hdfs): the driver runs here",
@@ -58,7 +61,7 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
             problem = space_problem(report, int(inputs * 2.1 * backend.cluster.shape.replication * 2))
             if problem:
                 raise Exit(f"kit: nothing was staged: {problem}")
-        args = ["--source", "{source}", "--target", backend.data_url, "--shards", str(shards)] + (["--force"] if force else [])
+        args = StageArgs(source="{source}", target=backend.data_url, shards=shards, force=force).to_argv()
         try:
             result = backend.run("stage_cifar", args, source=Path(folder), report=report)
         except JobInterrupted as interrupted:
@@ -115,7 +118,8 @@ def eda(c, fraction=1.0, out=None, embedded=False, master=None, hdfs=None, proje
 
 def eda_with(c, backend, fraction=1.0, out=None) -> dict:
     out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "eda").resolve()
-    result = backend.run("eda_cifar", ["--data", backend.data_url, "--out", "{out}", "--fraction", str(fraction)], out=out_dir)
+    args = EdaArgs(data=backend.data_url, out="{out}", fraction=fraction)
+    result = backend.run("eda_cifar", args.to_argv(), out=out_dir)
     report = json.loads((out_dir / "eda.json").read_text())
     print(f"\nEDA of {backend.data_url} (fraction {report['fraction']}) in {result['seconds']}s")
     print("| split | images | mean pixel | mean brightness | mean contrast | mean pixel range |")
@@ -128,11 +132,6 @@ def eda_with(c, backend, fraction=1.0, out=None) -> dict:
     print("figures: " + ", ".join(str(out_dir / name) for name in report["figures"]) + f"\njson: {out_dir / 'eda.json'}")
     sys.stdout.flush()
     return report
-
-
-def retry_args(c, attempts=None) -> list[str]:
-    train = kit_settings(c).train
-    return ["--attempts", str(attempts or train.attempts), "--recovery-wait", str(train.recovery_wait)]
 
 
 @task(
@@ -174,37 +173,27 @@ def train(
     settings = kit_settings(c).train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
-    asked = {
-        "--slots": slots,
-        "--epochs": epochs,
-        "--recipe": recipe,
-        "--cores-per-slot": cores_per_slot,
-        "--steps-per-epoch": steps_per_epoch,
-    }
+    common = {"data": backend.data_url, "runs": backend.runs_url, "recovery_wait": settings.recovery_wait}
+    common["attempts"] = attempts or settings.attempts
     if resume:  # the run keeps its own settings; only what was asked now is checked against them
         run_id = resume
-        args = ["--resume", resume, *[str(part) for flag, value in asked.items() if value for part in (flag, value)]]
+        asked = dict(slots=slots, epochs=epochs, recipe=recipe, cores_per_slot=cores_per_slot, steps_per_epoch=steps_per_epoch)
+        args = TrainArgs(**common, resume=resume, **asked)
     else:
-        args = [
-            "--slots",
-            str(slots or settings.slots),
-            "--epochs",
-            str(epochs or settings.epochs),
-            "--recipe",
-            recipe or settings.recipe,
-            "--cores-per-slot",
-            str(cores_per_slot or settings.cores_per_slot),
-            "--batch-per-worker",
-            str(settings.batch_per_worker),
-            "--gradient-dtype",
-            settings.gradient_dtype,
-        ]
-        args += ["--steps-per-epoch", str(steps_per_epoch)] if steps_per_epoch else []
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]  # named here, so Ctrl-C can
-        args += ["--run-id", run_id]  # say what to resume
-    args = ["--data", backend.data_url, "--runs", backend.runs_url, *args, *retry_args(c, attempts)]
+        args = TrainArgs(  # say what to resume
+            **common,
+            run_id=run_id,
+            slots=slots or settings.slots,
+            epochs=epochs or settings.epochs,
+            recipe=recipe or settings.recipe,
+            cores_per_slot=cores_per_slot or settings.cores_per_slot,
+            batch_per_worker=settings.batch_per_worker,
+            gradient_dtype=settings.gradient_dtype,
+            steps_per_epoch=steps_per_epoch,
+        )
     try:
-        result = backend.run("train_cnn", args)
+        result = backend.run("train_cnn", args.to_argv())
     except JobInterrupted as interrupted:
         raise JobInterrupted(
             interrupted.job,

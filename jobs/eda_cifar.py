@@ -9,6 +9,7 @@ mean, a grid of samples). --fraction samples records inside the executors.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from jobs.lib.cifar import LABEL_NAMES, NUM_CLASSES
-from jobs.lib.result import JobArguments, run_main
+from jobs.lib.contract import JobArgs, flag
+from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
@@ -25,17 +27,20 @@ EDGES = {"brightness": (0.0, 256.0), "contrast": (0.0, 128.0), "pixel_range": (0
 SPLITS = ("train", "test")
 
 
-def parse_args(argv):
-    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="storage URL of the staged dataset (holds manifest.json)")
-    parser.add_argument("--out", required=True, help="local folder for eda.json and the figures")
-    parser.add_argument("--fraction", type=float, default=1.0, help="share of records analysed, sampled in the executors")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples-per-class", type=int, default=8)
-    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
-    args = parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class EdaArgs(JobArgs):
+    data: str = flag("storage URL of the staged dataset (holds manifest.json)")
+    out: str = flag("local folder for eda.json and the figures")
+    fraction: float = flag("share of records analysed, sampled in the executors: above 0, at most 1")
+    seed: int = flag(default=0)
+    samples_per_class: int = flag("sample images per class in the grid figure", default=8, low=1)
+    master: str | None = flag("Spark master (default: spark-defaults)", default=None)
+
+
+def parse_args(argv) -> EdaArgs:
+    args = EdaArgs.parse(argv, __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     if not 0 < args.fraction <= 1:
-        parser.error("--fraction must be in (0, 1]")
+        EdaArgs.parser().error(f"argument --fraction: {args.fraction} must be above 0 and at most 1")
     return args
 
 

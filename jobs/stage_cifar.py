@@ -11,6 +11,7 @@ inputs and shard count make a second run a no-op (unless --force).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import re
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from jobs.lib.cifar import FOLDER, NUM_CLASSES, TEST_FILES, TRAIN_FILES, RecordError, check_length, parse_records, split_of
-from jobs.lib.result import JobArguments, run_main
+from jobs.lib.contract import JobArgs, flag
+from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
@@ -34,16 +36,17 @@ class StagingError(RuntimeError):
     """Bad input or a failed staging, with what to do next; nothing partial is left behind."""
 
 
-def parse_args(argv):
-    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--source", required=True, help=f"local folder holding the batch files (or its parent holding {FOLDER}/)"
-    )
-    parser.add_argument("--target", required=True, help="storage URL of the staged dataset")
-    parser.add_argument("--shards", type=int, default=16, help="TFRecord files per split")
-    parser.add_argument("--force", action="store_true", help="stage again even when up to date")
-    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class StageArgs(JobArgs):
+    source: str = flag(f"local folder holding the batch files (or its parent holding {FOLDER}/)")
+    target: str = flag("storage URL of the staged dataset")
+    shards: int = flag("TFRecord files per split", low=1)
+    force: bool = flag("stage again even when up to date", default=False)
+    master: str | None = flag("Spark master (default: spark-defaults)", default=None)
+
+
+def parse_args(argv) -> StageArgs:
+    return StageArgs.parse(argv, __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 # ---- inputs (driver) ----------------------------------------------------------------------

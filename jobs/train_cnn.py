@@ -12,6 +12,7 @@ whole checkpoint (jobs/lib/resume.py): a lost executor costs the interrupted epo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import threading
@@ -20,8 +21,9 @@ import uuid
 
 from jobs.lib import placement
 from jobs.lib.barrier_training import RECIPES, train_fn
+from jobs.lib.contract import JobArgs, flag
 from jobs.lib.gradient_reduction import GRADIENT_DTYPES
-from jobs.lib.result import JobArguments, run_main
+from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import open_storage
 
@@ -41,84 +43,70 @@ class ApplicationEnded(RuntimeError):
     """The master ended the application while the driver waited for slots in it."""
 
 
-def at_least(least: int):
-    """An argparse type: an integer of `least` or more, or one line saying what is wrong."""
+@dataclasses.dataclass(frozen=True)
+class TrainArgs(JobArgs):
+    """None means not given: a new run needs every KIT_SETTINGS field (the kit passes its settings),
+    a resumed one takes its own from its settings.json, and JOB_DEFAULTS fill the rest."""
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"{value} must be {least} or more")
-        return value
-
-    return parse
-
-
-positive, non_negative = at_least(1), at_least(0)
-
-
-def parse_args(argv):
-    parser = JobArguments(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="storage URL of the staged dataset (manifest.json)")
-    parser.add_argument("--runs", required=True, help="storage URL under which the run folder is written")
-    parser.add_argument("--run-id", default=None)
-    parser.add_argument(
-        "--resume",
+    data: str = flag("storage URL of the staged dataset (manifest.json)")
+    runs: str = flag("storage URL under which the run folder is written")
+    run_id: str | None = flag("name of the run folder (default: the time and a random suffix)", default=None)
+    resume: str | None = flag(
+        "RUN_ID of an interrupted run (its folder is <run-id>.partial): continue it from its last whole checkpoint, "
+        "with the settings it was started with",
         default=None,
-        metavar="RUN_ID",
-        help="continue an interrupted run (its folder is <run-id>.partial) from its last whole "
-        "checkpoint, with the settings it was started with",
     )
-    parser.add_argument("--slots", type=positive, default=2)
-    parser.add_argument("--cores-per-slot", type=positive, default=2, help="TensorFlow threads per worker")
-    parser.add_argument("--epochs", type=positive, default=50)
-    parser.add_argument("--batch-per-worker", type=positive, default=16)
-    parser.add_argument("--recipe", choices=RECIPES, default="paper")
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--keep-checkpoints", type=positive, default=3)
-    parser.add_argument(
-        "--validation-records",
-        type=int,
+    slots: int | None = flag("barrier tasks (workers)", default=None, low=1)
+    cores_per_slot: int | None = flag("TensorFlow threads per worker", default=None, low=1)
+    epochs: int | None = flag("most epochs (early stopping may end sooner)", default=None, low=1)
+    batch_per_worker: int | None = flag("per-worker batch; the global batch is this x slots", default=None, low=1)
+    recipe: str | None = flag("paper or tuned", default=None, choices=RECIPES)
+    gradient_dtype: str | None = flag(
+        "dtype in which the workers' gradients are summed each step (bfloat16: half the bytes)",
         default=None,
-        help="test records validated after each epoch (default: all; the final test uses all)",
-    )
-    parser.add_argument("--steps-per-epoch", type=positive, default=None, help="default: one pass over the training set")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--gradient-dtype",
         choices=GRADIENT_DTYPES,
-        default="float32",
-        help="dtype in which the workers' gradients are summed each step (bfloat16: half the bytes)",
     )
-    parser.add_argument(
-        "--probe-steps",
-        type=non_negative,
+    attempts: int | None = flag(
+        "barrier-stage submissions before giving up; each resumes from the last checkpoint", default=None, low=1
+    )
+    recovery_wait: float | None = flag("seconds to wait for lost executors to come back between attempts", default=None, low=0)
+    patience: int | None = flag("early stopping's patience in epochs (default 5)", default=None, low=1)
+    keep_checkpoints: int | None = flag("whole checkpoints kept (default 3)", default=None, low=1)
+    seed: int | None = flag("default 42", default=None)
+    validation_records: int | None = flag(
+        "test records validated after each epoch (default: all; the final test uses all)", default=None, low=1
+    )
+    steps_per_epoch: int | None = flag("default: one pass over the training set", default=None, low=1)
+    probe_steps: int = flag(
+        "after training, time this many steps phase by phase: input, compute, all-reduce, the rest (0: no probe)",
         default=0,
-        help="after training, time this many steps phase by phase: input, compute, all-reduce, the rest (0: no probe)",
+        low=0,
     )
-    parser.add_argument(
-        "--no-pin-cores",
-        dest="pin_cores",
-        action="store_false",
-        help="let the workers' threads float instead of giving each slot cores of its own",
-    )
-    parser.add_argument(
-        "--attempts",
-        type=positive,
-        default=3,
-        help="barrier-stage submissions before giving up; each resumes from the last checkpoint",
-    )
-    parser.add_argument(
-        "--recovery-wait", type=float, default=180.0, help="seconds to wait for lost executors to come back between attempts"
-    )
-    parser.add_argument("--master", default=None, help="Spark master (default: spark-defaults)")
-    args = parser.parse_args(argv)
-    # which flags were given, not defaulted: a resumed run refuses only those that differ from its own
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-    args.given = set(vars(parser.parse_known_args(argv)[0]))
+    pin_cores: bool = flag("let the workers' threads float instead of giving each slot cores of its own", default=True)
+    master: str | None = flag("Spark master (default: spark-defaults)", default=None)
+
+    def given(self) -> set[str]:
+        """The run settings this command line gave (a resumed run refuses only those that differ)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        return {key for key in RUN_SETTINGS if getattr(self, key) != defaults[key]}
+
+
+KIT_SETTINGS = ("slots", "cores_per_slot", "epochs", "batch_per_worker", "recipe", "gradient_dtype")
+JOB_DEFAULTS = {"patience": 5, "keep_checkpoints": 3, "seed": 42}
+
+
+def parse_args(argv) -> TrainArgs:
+    args = TrainArgs.parse(argv, __doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    missing = [
+        key for key in ("attempts", "recovery_wait") + (() if args.resume else KIT_SETTINGS) if getattr(args, key) is None
+    ]
+    if missing:
+        TrainArgs.parser().error(
+            "the following arguments are required"
+            + (" for a new run" if not args.resume else "")
+            + ": "
+            + ", ".join("--" + key.replace("_", "-") for key in missing)
+        )
     return args
 
 
@@ -140,11 +128,11 @@ RUN_SETTINGS = (
 )
 
 
-def resume_settings(args, recorded: dict) -> None:
-    """args takes the run's recorded settings; a flag given now with another value is refused."""
+def resume_settings(args: TrainArgs, recorded: dict) -> TrainArgs:
+    """args with the run's recorded settings; a flag given now with another value is refused."""
     differing = [
         f"--{key.replace('_', '-')} {getattr(args, key)} (the run has {recorded[key]})"
-        for key in sorted(args.given & set(RUN_SETTINGS))
+        for key in sorted(args.given())
         if key in recorded and getattr(args, key) != recorded[key]
     ]
     if differing:
@@ -152,9 +140,11 @@ def resume_settings(args, recorded: dict) -> None:
             f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
             "without those flags (it keeps its own), or start a new run"
         )
-    for key in RUN_SETTINGS:
-        if key in recorded:
-            setattr(args, key, recorded[key])
+    return dataclasses.replace(args, **{key: recorded[key] for key in RUN_SETTINGS if key in recorded})
+
+
+def with_job_defaults(args: TrainArgs) -> TrainArgs:
+    return dataclasses.replace(args, **{key: value for key, value in JOB_DEFAULTS.items() if getattr(args, key) is None})
 
 
 # ---- slots (driver) ----------------------------------------------------------------------
@@ -410,7 +400,8 @@ def run(args) -> dict:
                 f"no interrupted run {run_id} under {args.runs} ({run_id}.partial with its settings.json): "
                 "'./kit status' lists the interrupted runs"
             )
-        resume_settings(args, json.loads(runs.read_bytes(settings)))
+        args = resume_settings(args, json.loads(runs.read_bytes(settings)))
+    args = with_job_defaults(args)  # before settings.json records them
     storage = open_storage(args.data)
     manifest = json.loads(storage.read_bytes(storage.join(args.data, "manifest.json")))
     train_files = [s["file"] for s in manifest["splits"]["train"]["shards"]]

@@ -6,20 +6,25 @@ executors, and trains and scores with MLlib alone: Spark's own answer to the sam
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-from jobs.lib.result import JobArguments, run_main
+from jobs.lib.contract import JobArgs, flag
+from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
 
 
-def parse_args(argv):
-    parser = JobArguments(description=__doc__)
-    parser.add_argument("--data", required=True, help="storage URL of the staged dataset (raw/ inside)")
-    parser.add_argument("--max-iter", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--master", default=None)
-    return parser.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class MllibArgs(JobArgs):
+    data: str = flag("storage URL of the staged dataset (raw/ inside)")
+    max_iter: int = flag("the MLP's maxIter", low=1)
+    hidden: int = flag("hidden units", default=128, low=1)
+    seed: int = flag(default=42)
+    master: str | None = flag("Spark master (default: spark-defaults)", default=None)
+
+
+def parse_args(argv) -> MllibArgs:
+    return MllibArgs.parse(argv, __doc__)
 
 
 def rows_of(path_and_data):

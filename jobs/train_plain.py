@@ -6,39 +6,34 @@ becomes a ratio rather than a guess.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 
-from jobs.lib.result import JobArguments, run_main
+from jobs.lib.contract import JobArgs, flag
+from jobs.lib.result import run_main
 
 
-def parse_args(argv):
-    parser = JobArguments(description=__doc__)
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--validation-records",
-        type=int,
-        default=None,
-        help="test records validated after each epoch (default: all; the final test uses all)",
+@dataclasses.dataclass(frozen=True)
+class PlainArgs(JobArgs):
+    data: str = flag("storage URL of the staged dataset (manifest.json)")
+    epochs: int = flag("most epochs", low=1)
+    batch: int = flag("batch size", low=1)
+    threads: int = flag("TensorFlow intra-op threads", low=1)
+    validation_records: int | None = flag(
+        "test records validated after each epoch (default: all; the final test uses all)", default=None, low=1
     )
-    parser.add_argument("--steps-per-epoch", type=int, default=None)
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument(
-        "--first-cpu",
-        type=int,
-        default=0,
-        help="pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)",
-    )
-    parser.add_argument("--no-pin", dest="pin", action="store_false")
-    parser.add_argument(
-        "--probe-steps", type=int, default=0, help="after training, time this many steps phase by phase (0: no probe)"
-    )
-    return parser.parse_args(argv)
+    steps_per_epoch: int | None = flag("default: one pass over the training set", default=None, low=1)
+    patience: int = flag("early stopping's patience in epochs", default=5, low=1)
+    seed: int = flag(default=42)
+    first_cpu: int = flag("pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)", default=0, low=0)
+    pin: bool = flag("let the threads float instead of pinning them", default=True)
+    probe_steps: int = flag("after training, time this many steps phase by phase (0: no probe)", default=0, low=0)
+
+
+def parse_args(argv) -> PlainArgs:
+    return PlainArgs.parse(argv, __doc__)
 
 
 def run(args) -> dict:

@@ -105,11 +105,12 @@ def test_executors_that_keep_coming_and_going_do_not_make_it_wait_for_ever(monke
 
 def test_a_resumed_run_keeps_its_own_settings_and_refuses_a_different_one_asked_for():
     recorded = {"slots": 2, "epochs": 4, "batch_per_worker": 16, "recipe": "paper", "steps_per_epoch": 100}
-    args = train_cnn.parse_args(["--data", "d", "--runs", "r", "--resume", "run-1"])
-    assert args.given == {"data", "runs", "resume"}
-    train_cnn.resume_settings(args, recorded)
+    driver = ["--data", "d", "--runs", "r", "--attempts", "3", "--recovery-wait", "9"]
+    args = train_cnn.parse_args([*driver, "--resume", "run-1"])
+    assert args.given() == {"data"}
+    args = train_cnn.resume_settings(args, recorded)
     assert (args.slots, args.epochs, args.steps_per_epoch) == (2, 4, 100)
-    args = train_cnn.parse_args(["--data", "d", "--runs", "r", "--resume", "run-1", "--slots", "1", "--epochs", "4"])
+    args = train_cnn.parse_args([*driver, "--resume", "run-1", "--slots", "1", "--epochs", "4"])
     with pytest.raises(train_cnn.SetupError, match=r"--slots 1 \(the run has 2\)") as error:
         train_cnn.resume_settings(args, recorded)
     assert "--epochs" not in str(error.value)  # the same value asked again is no conflict

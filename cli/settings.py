@@ -35,8 +35,8 @@ def keep_uncastable_env_values_as_text() -> None:
         except ValueError:
             return new
 
-    cast.lenient = True
-    Environment._cast = cast
+    setattr(cast, "lenient", True)
+    setattr(Environment, "_cast", cast)  # noqa: B010  (a method of invoke's, replaced on purpose)
 
 
 keep_uncastable_env_values_as_text()
@@ -47,7 +47,7 @@ def rule(low=None, high=None, choices=None, above=None):
     return dataclasses.field(metadata={"low": low, "high": high, "choices": choices, "above": above})
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Images:
     prefix: str
     debian_image: str
@@ -56,7 +56,7 @@ class Images:
     log_dir: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Cluster:
     project: str
     datanodes: int = rule(low=1)
@@ -75,12 +75,12 @@ class Cluster:
     startup_timeout: float = rule(above=0)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Test:
     pytest_args: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Data:
     dir: str
     url: str
@@ -95,7 +95,7 @@ class Data:
     results_dir: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Train:
     hdfs_runs: str
     slots: int = rule(low=1)
@@ -108,7 +108,7 @@ class Train:
     recovery_wait: float = rule(low=0)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Bench:
     slots: str
     epochs: int = rule(low=1)
@@ -121,7 +121,7 @@ class Bench:
         return slot_counts(self.slots, "bench.slots")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Demo:
     epochs: int = rule(low=1)
     steps_per_epoch: int = rule(low=0)
@@ -131,7 +131,7 @@ class Demo:
     full_baselines: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     images: Images
     cluster: Cluster

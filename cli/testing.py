@@ -16,7 +16,7 @@ from cli.settings import kit_settings
 
 @task(help={"unit": "unit tests only: no Docker engine or images needed"})
 def test(c, unit=False):
-    """Run the tests: lint and format check (ruff), unit tests, then the integration tests on a real containerised cluster.
+    """Run the tests: ruff (lint, format), mypy, unit tests, then the integration tests on a real containerised cluster.
 
     Makes sure a Docker engine answers and the images are built (cached), then runs pytest.
     Extra pytest arguments: test.pytest_args, or after `--` (./kit test -- -k hdfs).
@@ -28,6 +28,9 @@ def test(c, unit=False):
         raise Exit(
             "kit: lint failed: fix what ruff names above ('.venv/bin/ruff check --fix .' sorts imports)", code=lint.exited
         )
+    types = c.run(shlex.join([sys.executable, "-m", "mypy"]), warn=True, pty=False)
+    if types.exited:
+        raise Exit("kit: type check failed: fix what mypy names above ([tool.mypy] in pyproject.toml)", code=types.exited)
     layout = c.run(shlex.join([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."]), warn=True, pty=False)
     if layout.exited:
         raise Exit("kit: format check failed: '.venv/bin/ruff format .' rewrites the files named above", code=layout.exited)

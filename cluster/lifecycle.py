@@ -14,7 +14,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 import docker
@@ -432,7 +432,7 @@ class Cluster:
             "-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties"
         )
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
-        kwargs = dict(
+        kwargs: dict[str, Any] = dict(
             image=self.shape.spark_image,
             command=command,
             name=name,
@@ -448,7 +448,7 @@ class Cluster:
         if project_dir is not None:
             volumes[str(project_dir)] = {"bind": "/opt/dlkit", "mode": "ro"}
             kwargs["working_dir"] = "/opt/dlkit"
-            kwargs["environment"]["PYTHONPATH"] = "/opt/dlkit"
+            environment["PYTHONPATH"] = "/opt/dlkit"
         return kwargs
 
     def run_client(

@@ -8,7 +8,7 @@ service starts, the kit runs the same check itself each second instead (a probe)
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 POLL_SECONDS = 1.0
 HEALTH_INTERVAL = 30
@@ -39,7 +39,7 @@ def diagnosis(name: str, container, why: str, probed: str | None = None) -> str:
 
 
 def wait_healthy(
-    named_containers: list[tuple[str, object]],
+    named_containers: list[tuple[str, Any]],
     timeout: float,
     say: Callable[[str], None] = print,
     clock=time.monotonic,

@@ -49,7 +49,7 @@ class JobArgs:
         """(field, value type, optional) of each field, in declaration order."""
         hints = typing.get_type_hints(cls)
         found = []
-        for field in dataclasses.fields(cls):
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
             kind, optional = hints[field.name], False
             if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
                 options = [k for k in typing.get_args(kind) if k is not type(None)]

@@ -94,7 +94,10 @@ def report_markdown(results: dict) -> str:
         )
     text = "\n".join(lines) + "\n"
     if results.get("gradient_dtype"):
-        text += f"\nRecipe {results.get('recipe')}; the workers' gradients are summed in {results['gradient_dtype']}.\n"
+        text += (
+            f"\nRecipe {results.get('recipe')}, batch {results.get('batch_per_worker')} per worker; the workers' gradients "
+            f"are summed in {results['gradient_dtype']}.\n"
+        )
     if results.get("kit_vs_plain") is not None:
         text += f"\nKit 1-slot rate / plain tf-keras rate on the same cores: {results['kit_vs_plain']:.3f}\n"
     text += ratio_markdown(results.get("ratios", {}))
@@ -217,6 +220,8 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "out": "results folder",
         "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
         "range over them (default bench.repeats)",
+        "batch_per_worker": "per-worker batch (default train.batch_per_worker; the study's protocol is 16, the tuned "
+        "recipe's 64)",
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
         f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",
@@ -237,6 +242,7 @@ def bench(
     mllib_iterations=30,
     out=None,
     repeats=None,
+    batch_per_worker=None,
     gradient_dtype=None,
     accuracy_gate=False,
     embedded=False,
@@ -249,9 +255,10 @@ def bench(
         slot_counts(slots, "--slots")
     epochs, cores_per_slot = whole(epochs, "--epochs"), whole(cores_per_slot, "--cores-per-slot")
     steps_per_epoch, repeats = whole(steps_per_epoch, "--steps-per-epoch"), whole(repeats, "--repeats")
-    validation_records, mllib_iterations = (
-        whole(validation_records, "--validation-records"),
+    validation_records = whole(validation_records, "--validation-records")
+    mllib_iterations, batch_per_worker = (
         whole(mllib_iterations, "--mllib-iterations"),
+        whole(batch_per_worker, "--batch-per-worker"),
     )
     baseline_names(baselines)
     if recipe is not None and recipe not in RECIPES:
@@ -283,6 +290,7 @@ def bench(
         repeats,
         gate=accuracy_gate,
         gradient_dtype=gradient_dtype,
+        batch_per_worker=batch_per_worker,
     )
 
 
@@ -301,6 +309,7 @@ def bench_with(
     repeats=None,
     gate=False,
     gradient_dtype=None,
+    batch_per_worker=None,
 ) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
@@ -323,7 +332,7 @@ def bench_with(
     # 0 or absent: a full pass, every test record
     run = {"epochs": epochs, "steps_per_epoch": steps_per_epoch or None, "validation_records": validation_records or None}
     train_settings = kit_settings(c).train
-    batch = train_settings.batch_per_worker
+    batch = batch_per_worker or train_settings.batch_per_worker
     train = TrainArgs(
         data=backend.data_url,
         runs=backend.runs_url,
@@ -423,6 +432,7 @@ def bench_with(
         "host_cores": available,
         "recipe": recipe,
         "gradient_dtype": gradient_dtype,
+        "batch_per_worker": batch,
         "epochs": epochs,
         "synthetic": synthetic,
         "repeats": repeats,

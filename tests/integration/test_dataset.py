@@ -54,7 +54,7 @@ def test_eda_counts_labels_exactly_and_writes_its_figures(cluster, staged, sourc
     code, output = run_job(
         cluster,
         "/opt/dlkit/jobs/eda_cifar.py",
-        ["--data", target, "--out", "/home/spark/out"],
+        ["--data", target, "--out", "/home/spark/out", "--fraction", "1"],
         source,
         collect=("/home/spark/out", tmp_path),
     )

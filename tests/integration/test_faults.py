@@ -26,7 +26,6 @@ from tests.integration.support import (
     run_job,
 )
 
-TRAIN = "/opt/dlkit/jobs/train_cnn.py"
 KILL_EXECUTORS = (
     "import os, signal\n"  # every executor JVM of the worker, not this script itself
     "for pid in filter(str.isdigit, os.listdir('/proc')):\n"

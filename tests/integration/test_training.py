@@ -10,14 +10,26 @@ import time
 
 import pytest
 
+from jobs.train_cnn import TrainArgs
 from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job
 
 TRAIN = "/opt/dlkit/jobs/train_cnn.py"
 
 
-def train(cluster, target, source, *extra: str) -> tuple[int, str]:
-    runs = cluster.shape.default_fs + "/runs"
-    return run_job(cluster, TRAIN, ["--data", target, "--runs", runs, "--batch-per-worker", "16", *extra], source)
+def train(cluster, target, source, **fields) -> tuple[int, str]:
+    """jobs/train_cnn.py run directly, with its arguments built as the kit builds them."""
+    args = TrainArgs(
+        data=target,
+        runs=cluster.shape.default_fs + "/runs",
+        cores_per_slot=2,
+        batch_per_worker=16,
+        recipe="paper",
+        gradient_dtype="float32",
+        attempts=1,
+        recovery_wait=20.0,
+        **fields,
+    )
+    return run_job(cluster, TRAIN, args.to_argv(), source)
 
 
 def hdfs_json(cluster, path: str):
@@ -83,7 +95,7 @@ def test_a_one_slot_run_reads_every_shard(cluster, bench_runs):
 
 
 def test_more_slots_than_the_cluster_has_fail_before_training(cluster, staged, target, source):
-    code, output = train(cluster, target, source, "--slots", "3", "--epochs", "1", "--run-id", "it-too-many")
+    code, output = train(cluster, target, source, slots=3, epochs=1, run_id="it-too-many")
     assert code == 1
     assert "asked for 3 slots of 2 cores, but the cluster has 2 free" in output
     assert "it-too-many" not in cluster.hdfs(["dfs", "-ls", "/runs"])

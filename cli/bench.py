@@ -251,8 +251,7 @@ def bench(
     project=None,
 ):
     """Train with each slot count on the same data and seed; report speed-up, accuracy, baselines, resources."""
-    if slots:
-        slot_counts(slots, "--slots")
+    counts = slot_counts(slots, "--slots") if slots else kit_settings(c).bench.slot_counts
     epochs, cores_per_slot = whole(epochs, "--epochs"), whole(cores_per_slot, "--cores-per-slot")
     steps_per_epoch, repeats = whole(steps_per_epoch, "--steps-per-epoch"), whole(repeats, "--repeats")
     validation_records = whole(validation_records, "--validation-records")
@@ -266,6 +265,8 @@ def bench(
     if gradient_dtype is not None and gradient_dtype not in GRADIENT_DTYPES:
         raise Exit(f"kit: --gradient-dtype {gradient_dtype}: use one of {', '.join(GRADIENT_DTYPES)}", code=USAGE_ERROR)
     if accuracy_gate:
+        if 1 not in counts or max(counts) < 2:
+            raise Exit(f"kit: --accuracy-gate compares 1 slot with more: --slots {slots} lacks one of them", code=USAGE_ERROR)
         if steps_per_epoch:
             raise Exit("kit: --accuracy-gate trains on full epochs: leave out --steps-per-epoch")
         if epochs is not None and int(epochs) < MIN_EPOCHS:
@@ -419,8 +420,6 @@ def bench_with(
             warnings.append(warning)
             print(f"kit: warning: {warning}", file=sys.stderr)
     synthetic = synthetic_spec(dataset_dir(c)) or False  # how the local stand-in was generated
-    if gate and 1 not in counts:
-        raise Exit("kit: --accuracy-gate compares with 1 slot: include 1 in --slots")
     if gate and synthetic and synthetic.get("difficulty", "easy") == "easy":
         warnings.append(
             "the accuracy gate runs on the easy synthetic stand-in, which saturates: it cannot show an accuracy "

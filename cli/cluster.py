@@ -49,6 +49,10 @@ def print_status(report: dict) -> None:
                 "datanode returns; if it stays, see 'hdfs fsck /' in the namenode (./kit logs namenode)"
             )
         left = hdfs.get("leftovers") or {}
+        if hdfs.get("leftovers_error"):
+            print(f"  HDFS: could not look for leftovers: {hdfs['leftovers_error']}")
+        if left.get("interrupted_swap"):
+            print(f"  HDFS: a staging was killed mid-swap ({', '.join(left['interrupted_swap'])}): './kit stage' finishes it")
         if left.get("staging"):
             print(f"  HDFS: left by an interrupted stage: {', '.join(left['staging'])} ('./kit clean' removes them)")
         if left.get("interrupted_runs"):
@@ -135,7 +139,10 @@ def status(c, json_=False, project=None):
     report = cluster.status()
     if report["hdfs"].get("available"):
         settings = kit_settings(c)
-        report["hdfs"]["leftovers"] = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
+        try:
+            report["hdfs"]["leftovers"] = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
+        except ClusterError as error:
+            report["hdfs"]["leftovers_error"] = str(error)
     if json_:
         print(json.dumps(report, indent=2))
     else:
@@ -209,12 +216,22 @@ def clean(c, runs=False, project=None):
     if busy:
         raise Exit(f"kit: a job is running ({', '.join(busy)}): what it left may still be in use; clean once it ends")
     settings = kit_settings(c)
-    left = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
+    try:
+        left = cluster.hdfs_leftovers(settings.data.hdfs_root, settings.train.hdfs_runs)
+    except ClusterError as error:
+        raise Exit(f"kit: {error}") from None
+    if left["interrupted_swap"]:
+        say(
+            f"kept {', '.join(left['interrupted_swap'])}: a staging killed mid-swap, the data itself; './kit stage' finishes it"
+        )
     paths = left["staging"] + (
         [f"{settings.train.hdfs_runs.rstrip('/')}/{r}.partial" for r in left["interrupted_runs"]] if runs else []
     )
     if paths:
-        cluster.hdfs(["dfs", "-rm", "-r", "-f", "-skipTrash", *paths])
+        try:
+            cluster.hdfs(["dfs", "-rm", "-r", "-f", "-skipTrash", *paths])
+        except ClusterError as error:
+            raise Exit(f"kit: {error}") from None
     say(f"removed {len(paths)} leftover folder(s)" + (": " + ", ".join(paths) if paths else ""))
     if left["interrupted_runs"] and not runs:
         say(f"kept interrupted runs {', '.join(left['interrupted_runs'])}: resume one, or '--runs' removes them")

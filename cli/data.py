@@ -74,9 +74,10 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
     difficulty = difficulty or settings.synthetic_difficulty
     if difficulty not in DIFFICULTIES:
         raise Exit(f"kit: --difficulty {difficulty}: use one of {', '.join(DIFFICULTIES)}")
-    if synthetic and is_complete(folder) and not force and synthetic_spec(folder).get("difficulty", "easy") != difficulty:
+    spec = synthetic_spec(folder)
+    if synthetic and is_complete(folder) and not force and spec and spec.get("difficulty", "easy") != difficulty:
         say(f"the synthetic stand-in in {folder} is not of difficulty {difficulty}: writing it again")
-        force = True
+        force = True  # a stand-in only: real CIFAR-10 is replaced only with --force
     if is_complete(folder) and not force:
         problem = dataset_problem(folder)
         if problem:

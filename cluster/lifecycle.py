@@ -38,8 +38,8 @@ def exec_bounded(container, command: list[str], seconds: float, what: str) -> tu
     """docker exec with a time limit (coreutils `timeout` inside the container: the Docker API has none).
 
     Past it the command is stopped, and the error names what did not answer and its last output."""
-    code, output = container.exec_run(["timeout", "-k", "5", str(int(seconds)), *command])
-    if code in (124, 137):  # timeout's own code, or KILL after the grace period
+    code, output = container.exec_run(["timeout", str(int(seconds)), *command])
+    if code == 124:  # timeout's own code (137, a KILL, may be the kernel's out-of-memory killer: not ours)
         tail = [line for line in output.decode(errors="replace").splitlines() if line.strip()][-5:]
         raise ClusterError(f"{what} did not answer within {seconds:.0f}s; its last output: {' | '.join(tail) or '(none)'}")
     return code, output
@@ -280,8 +280,11 @@ class Cluster:
         parent, name = data_root.rstrip("/").rsplit("/", 1)
         beside = [e["pathSuffix"] for e in self.webhdfs_list(parent or "/")]
         runs = [e["pathSuffix"] for e in self.webhdfs_list(runs_root) if e["type"] == "DIRECTORY"]
+        copies = [f"{parent}/{n}" for n in sorted(beside) if n.startswith((f"{name}.staging-", f"{name}.retired-"))]
+        swapping = name not in beside  # killed between the swap's renames: a copy is the data; `stage` finishes it
         return {
-            "staging": [f"{parent}/{n}" for n in sorted(beside) if n.startswith((f"{name}.staging-", f"{name}.retired-"))],
+            "staging": [] if swapping else copies,
+            "interrupted_swap": copies if swapping else [],
             "interrupted_runs": sorted(n.removesuffix(".partial") for n in runs if n.endswith(".partial")),
         }
 

@@ -93,6 +93,7 @@ class TrainArgs(JobArgs):
 
 KIT_SETTINGS = ("slots", "cores_per_slot", "epochs", "batch_per_worker", "recipe", "gradient_dtype")
 JOB_DEFAULTS = {"patience": 5, "keep_checkpoints": 3, "seed": 42}
+RECORDED_BEFORE = {"gradient_dtype": "float32"}  # settings a run recorded before they existed: what it used
 
 
 def parse_args(argv) -> TrainArgs:
@@ -140,6 +141,7 @@ def resume_settings(args: TrainArgs, recorded: dict) -> TrainArgs:
             f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
             "without those flags (it keeps its own), or start a new run"
         )
+    recorded = {**RECORDED_BEFORE, **recorded}
     return dataclasses.replace(args, **{key: recorded[key] for key in RUN_SETTINGS if key in recorded})
 
 
@@ -457,7 +459,8 @@ def run(args) -> dict:
             runs.delete(config["partial_dir"])
             runs.replace_bytes(
                 runs.join(config["partial_dir"], "settings.json"),
-                json.dumps({key: config[key] if key in config else getattr(args, key) for key in RUN_SETTINGS}).encode(),
+                # as asked (steps_per_epoch None = a full pass), not as derived from the manifest
+                json.dumps({key: getattr(args, key) for key in RUN_SETTINGS}).encode(),
             )
         follower = threading.Thread(target=follow_progress, args=(runs, config["partial_dir"], args.epochs, stop), daemon=True)
         follower.start()

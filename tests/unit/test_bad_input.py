@@ -29,6 +29,7 @@ CASES = [
     ([*INVOKE, "bench", "--gradient-dtype", "float16"], {}, 2, "kit: --gradient-dtype float16: use one of float32, bfloat16"),
     ([*INVOKE, "train"], {"INVOKE_TRAIN_GRADIENT_DTYPE": "int8"}, 1, "train.gradient_dtype"),
     ([*INVOKE, "bench", "--accuracy-gate", "--epochs", "3"], {}, 1, "--accuracy-gate needs at least 10 epochs"),
+    ([*INVOKE, "bench", "--accuracy-gate", "--slots", "2"], {}, 2, "--accuracy-gate compares 1 slot with more"),
     ([*INVOKE, "demo", "--steps-per-epoch", "0"], {}, 2, "kit: --steps-per-epoch 0: must be 1 or more"),
     ([*TRAIN_JOB, "--batch-per-worker", "0"], {}, 2, "argument --batch-per-worker: 0 must be 1 or more"),
     ([*TRAIN_JOB, "--keep-checkpoints", "0"], {}, 2, "argument --keep-checkpoints: 0 must be 1 or more"),

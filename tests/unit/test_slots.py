@@ -110,6 +110,7 @@ def test_a_resumed_run_keeps_its_own_settings_and_refuses_a_different_one_asked_
     assert args.given() == {"data"}
     args = train_cnn.resume_settings(args, recorded)
     assert (args.slots, args.epochs, args.steps_per_epoch) == (2, 4, 100)
+    assert args.gradient_dtype == "float32"  # recorded before the setting existed: what such runs used
     args = train_cnn.parse_args([*driver, "--resume", "run-1", "--slots", "1", "--epochs", "4"])
     with pytest.raises(train_cnn.SetupError, match=r"--slots 1 \(the run has 2\)") as error:
         train_cnn.resume_settings(args, recorded)

@@ -53,7 +53,7 @@ def probe_step(model, dataset, steps: int, gradient_reductions: int = 1, gradien
 def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions: int, dtype) -> dict:
     one = tf.constant(1.0)
 
-    @tf.function
+    @tf.function(autograph=False)  # plain tracing: AutoGraph would rewrite every layer (seconds per function)
     def scalar_sum():
         return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, one))
 
@@ -63,7 +63,7 @@ def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions
     batches = iter(strategy.experimental_distribute_dataset(dataset))
     batch = next(batches)
 
-    @tf.function
+    @tf.function(autograph=False)  # plain tracing: AutoGraph would rewrite every layer (seconds per function)
     def forward_backward(batch):
         def local(images, labels):
             with tf.GradientTape() as tape:
@@ -72,7 +72,7 @@ def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions
 
         return strategy.run(local, args=batch)
 
-    @tf.function
+    @tf.function(autograph=False)  # plain tracing: AutoGraph would rewrite every layer (seconds per function)
     def gradient_sum():
         def local():
             zeros = [tf.zeros(v.shape, dtype) for v in model.trainable_variables]

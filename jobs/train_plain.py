@@ -54,7 +54,7 @@ def run(args) -> dict:
 
     from jobs.lib.cnn import build_model
     from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
-    from jobs.lib.history import epoch_history, steady_rate, validation_steps
+    from jobs.lib.history import epoch_history, training_summary, validation_steps
     from jobs.lib.input_pipeline import make_dataset
     from jobs.lib.step_probe import probe_step
     from jobs.lib.storage import open_storage
@@ -112,12 +112,7 @@ def run(args) -> dict:
         "threads": args.threads,
         "cpus": cpus,
         "peak_rss_mb": placement.peak_rss_mb(),
-        "epochs_run": len(history.rows),
-        "history": history.rows,
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_accuracy),
-        "train_seconds": round(train_seconds, 1),
-        "steady_images_per_second": steady_rate(history.rows),
+        **training_summary(history.rows, test_loss, test_accuracy, train_seconds),
         "step_phases": step_phases,
     }
 

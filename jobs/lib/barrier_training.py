@@ -16,7 +16,7 @@ import time
 from jobs.lib import placement, resume
 from jobs.lib import storage as storage_module
 from jobs.lib.checkpointing import make_callbacks, warmup
-from jobs.lib.history import epoch_history, steady_rate, validation_steps
+from jobs.lib.history import epoch_history, training_summary, validation_steps
 from jobs.lib.storage import open_storage
 
 RECIPES = ("paper", "tuned")  # paper: the study's protocol; tuned: learning rate scaled with workers, warm-up, augmentation
@@ -174,12 +174,7 @@ def train_fn(config: dict):
         "learning_rate": learning_rate,
         "gradient_dtype": config["gradient_dtype"],
         "steps_per_epoch": config["steps_per_epoch"],
-        "epochs_run": len(history.rows),
-        "history": history.rows,
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_accuracy),
-        "train_seconds": round(train_seconds, 1),
-        "steady_images_per_second": steady_rate(history.rows),
+        **training_summary(history.rows, test_loss, test_accuracy, train_seconds),
         "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
         "step_phases": evidence.get("step_phases"),
         **resume.summary(attempts),

@@ -50,6 +50,18 @@ def steady_rate(rows: list[dict]) -> float | None:
     return round(sum(r["images_per_second"] for r in rows) / len(rows), 1) if rows else None
 
 
+def training_summary(rows: list[dict], test_loss, test_accuracy, train_seconds: float) -> dict:
+    """What every training result reports of its run, the kit's and the plain baseline's alike."""
+    return {
+        "epochs_run": len(rows),
+        "history": rows,
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_accuracy),
+        "train_seconds": round(train_seconds, 1),
+        "steady_images_per_second": steady_rate(rows),
+    }
+
+
 def validation_steps(records: int | None, test_records: int, global_batch: int) -> int | None:
     """Batches of the test set validated after each epoch: all of it (None), or about `records`.
 

@@ -35,3 +35,17 @@ def test_short_epochs_validate_a_part_of_the_test_set_and_full_runs_all_of_it():
     assert validation_steps(2000, 10000, 32) == 62
     assert validation_steps(2000, 200, 16) is None  # a test set smaller than asked: all of it, no warnings
     assert validation_steps(5, 10000, 32) == 1
+
+
+def test_a_training_summary_reports_the_run_from_its_rows():
+    from jobs.lib.history import training_summary
+
+    rows = [{"images_per_second": 10.0}, {"images_per_second": 300.0}, {"images_per_second": 310.0}]
+    assert training_summary(rows, 1.25, 0.5, 12.345) == {
+        "epochs_run": 3,
+        "history": rows,
+        "test_loss": 1.25,
+        "test_accuracy": 0.5,
+        "train_seconds": 12.3,
+        "steady_images_per_second": 305.0,
+    }

@@ -393,8 +393,7 @@ def bench_with(
             rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
     except JobInterrupted as interrupted:
         done = ", ".join(f"{key}: {len(runs)} run(s)" for key, runs in measured.items()) or "none"
-        raise JobInterrupted(
-            interrupted.job,
+        raise interrupted.keeping(
             f"the bench wrote no report (configurations measured: {done}); their run folders stay under "
             f"{backend.runs_url}; './kit bench' starts over",
         ) from None

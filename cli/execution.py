@@ -23,17 +23,26 @@ from invoke import Exit
 from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.progress import JobOutput, job_log
 from cli.settings import cluster_shape, kit_settings
-from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, diagnose, host_cpus
+from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, JobTimeLimit, diagnose, host_cpus
 from jobs.lib import result as result_line
 
 
 def run_job(
-    cluster, job: str, args: list[str], mounts=None, collect=None, plain=False, cpus=None, report=None, log: Path | None = None
+    cluster,
+    job: str,
+    args: list[str],
+    mounts=None,
+    collect=None,
+    plain=False,
+    cpus=None,
+    report=None,
+    log: Path | None = None,
 ) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
 
     report: a status() the caller has just read, so the cluster is not asked twice.
-    log: a file for the job's whole output (the terminal is spared TensorFlow's noise)."""
+    log: a file for the job's whole output (the terminal is spared TensorFlow's noise).
+    A job still running after cluster.job_time_limit_hours is stopped as Ctrl-C stops it."""
     problem = diagnose(report or cluster.status())
     if problem:
         raise Exit(f"kit: {problem}")
@@ -42,6 +51,8 @@ def run_job(
     output = JobOutput(log)
     try:
         code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
+    except JobTimeLimit as expired:
+        raise JobInterrupted(job, reason=TIME_LIMIT_REASON.format(hours=expired.seconds / 3600)) from None
     except ClusterError as error:
         raise Exit(f"kit: {error}") from error
     except KeyboardInterrupt:
@@ -51,12 +62,20 @@ def run_job(
     return job_result(job, code, output)
 
 
-class JobInterrupted(Exit):
-    """Ctrl-C: the job was stopped with SIGTERM and ran its clean-up; the task says what was kept."""
+TIME_LIMIT_REASON = "ran past its time limit of {hours:g} h (cluster.job_time_limit_hours)"
 
-    def __init__(self, job: str, kept: str = "nothing half-written is left behind"):
-        self.job = job
-        super().__init__(f"kit: jobs/{job}.py interrupted: it was stopped and ran its clean-up; {kept}", code=130)
+
+class JobInterrupted(Exit):
+    """Ctrl-C or the time limit: the job was stopped with SIGTERM and ran its clean-up; the task says what was kept."""
+
+    def __init__(self, job: str, kept: str = "nothing half-written is left behind", reason: str = "interrupted"):
+        self.job, self.reason = job, reason
+        code = 130 if reason == "interrupted" else 124  # 124: timeout(1)'s code for a time limit
+        super().__init__(f"kit: jobs/{job}.py {reason}: it was stopped and ran its clean-up; {kept}", code=code)
+
+    def keeping(self, kept: str) -> JobInterrupted:
+        """The same stop, with the task's own account of what was kept."""
+        return JobInterrupted(self.job, kept, self.reason)
 
 
 def job_result(job: str, code: int, output: JobOutput) -> dict:
@@ -169,6 +188,10 @@ class ClusterBackend:
             log=job_log(kit_settings(self.c).data.results_dir, job),
         )
 
+    def drivers_of(self, run_id: str) -> list[str]:
+        """Client containers still driving this run (one whose `invoke` was killed goes on)."""
+        return self.cluster.running_clients(mentioning=run_id)
+
     def read_json_if_exists(self, url: str) -> dict | None:
         found = self.cluster.webhdfs_read(hdfs_path(url))
         return None if found is None else json.loads(found)
@@ -227,18 +250,31 @@ class HostBackend:
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
         output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job))
+        hours = kit_settings(self.c).cluster.job_time_limit_hours
         with subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         ) as process:
+            expired = threading.Event()
+            watchdog = threading.Timer(hours * 3600, lambda: (expired.set(), process.terminate()))  # its clean-up runs
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 for line in process.stdout:
                     output(line.rstrip("\n"))
+                process.wait(timeout=STOP_SECONDS)
             except KeyboardInterrupt:  # the job had the same SIGINT (one process group): let it clean up
                 process.wait(timeout=STOP_SECONDS)
                 raise JobInterrupted(job) from None
             finally:
+                watchdog.cancel()
                 output.close()
+        if expired.is_set():
+            raise JobInterrupted(job, reason=TIME_LIMIT_REASON.format(hours=hours))
         return job_result(job, process.returncode, output)
+
+    def drivers_of(self, run_id: str) -> list[str]:
+        """A driver on this machine dies with its `invoke`: none outlives it."""
+        return []
 
     def read_json_if_exists(self, url: str) -> dict | None:
         from jobs.lib.storage import open_storage

@@ -73,6 +73,7 @@ class Cluster:
     spark_worker_ui_port: int = rule(low=0, high=65535)
     spark_history_ui_port: int = rule(low=0, high=65535)
     startup_timeout: float = rule(above=0)
+    job_time_limit_hours: float = rule(above=0)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

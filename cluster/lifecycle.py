@@ -49,6 +49,14 @@ class ClusterError(RuntimeError):
     """A cluster that cannot be brought up or used, with the next step in its message."""
 
 
+class JobTimeLimit(ClusterError):
+    """A client job ran past its time limit: it was stopped like Ctrl-C stops it (its clean-up ran)."""
+
+    def __init__(self, name: str, seconds: float):
+        self.seconds = seconds
+        super().__init__(f"{name} ran past its time limit of {seconds:.0f}s and was stopped (its clean-up ran)")
+
+
 def host_cpus(client: docker.DockerClient) -> int:
     return int(client.info().get("NCPU") or 1)
 
@@ -288,10 +296,14 @@ class Cluster:
             "interrupted_runs": sorted(n.removesuffix(".partial") for n in runs if n.endswith(".partial")),
         }
 
-    def running_clients(self) -> list[str]:
-        """Names of this project's client containers still running (a job in progress)."""
+    def running_clients(self, mentioning: str | None = None) -> list[str]:
+        """Names of this project's client containers still running (a job in progress).
+
+        mentioning: only those whose command has this word (a run ID), e.g. the driver of a run
+        whose `invoke` was killed: the container carries on without it."""
         selector = {"label": [f"{k}={v}" for k, v in self.shape.labels("client").items()], "status": "running"}
-        return [c.name for c in self.client.containers.list(filters=selector)]
+        containers = self.client.containers.list(filters=selector)
+        return [c.name for c in containers if mentioning is None or mentioning in (c.attrs["Config"].get("Cmd") or [])]
 
     def _running(self, service: str):
         container = self.container(service)
@@ -468,16 +480,25 @@ class Cluster:
 
         collect=(container folder, host folder) copies what the job wrote there out to the host
         before the container is removed, so no host folder has to be writable by its user.
-        timeout: seconds after which the container is killed (its exit code is then non-zero).
+        timeout: seconds after which the job is stopped as Ctrl-C stops it (SIGTERM, its clean-up,
+        SIGKILL after STOP_SECONDS); JobTimeLimit is raised then, after its last words are shown.
+        By default the shape's job time limit.
         """
+        timeout = timeout or self.shape.job_time_limit_hours * 3600
         if self.container("spark-master") is None:
             raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
         container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts, cpus))
-        watchdog = threading.Timer(timeout, container.kill) if timeout else None
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            container.stop(timeout=STOP_SECONDS)  # the log stream below ends with its last words
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.daemon = True
         try:
             container.start()
-            if watchdog:
-                watchdog.start()
+            watchdog.start()
             try:
                 for line in _lines(container.logs(stream=True, follow=True)):
                     out(line)
@@ -489,15 +510,14 @@ class Cluster:
                 for line in _lines([container.logs(since=since - 1)]):
                     out(line)
                 raise
-            code = int(container.wait()["StatusCode"])
-            if watchdog and not watchdog.is_alive():
-                out(f"kit: {command[:3]} was killed after {timeout:.0f}s")
+            code = int(container.wait(timeout=STOP_SECONDS + 30)["StatusCode"])
+            if expired.is_set():
+                raise JobTimeLimit(container.name, timeout)
             if collect is not None and code == 0:
                 copy_out(container, *collect)
             return code
         finally:
-            if watchdog:
-                watchdog.cancel()
+            watchdog.cancel()
             container.remove(force=True)
 
 

@@ -45,6 +45,7 @@ class ClusterShape:
     spark_worker_ui_port: int
     spark_history_ui_port: int
     startup_timeout: float
+    job_time_limit_hours: float  # a client job still running then is stopped (Cluster.run_client)
 
     @property
     def executors(self) -> int:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 import pytest
 
-from cluster.lifecycle import DRIVER
+from cluster.lifecycle import DRIVER, JobTimeLimit, exec_bounded
 from cluster.readiness import wait_healthy
-from tests.integration.support import result_of, run_in_client
+from tests.integration.support import ROOT, result_of, run_in_client
 
 JOBS = "/opt/dlkit/tests/integration/jobs"
 
@@ -56,7 +57,7 @@ def test_a_file_written_from_a_client_container_reads_back_byte_identical(cluste
     assert result["read_sha256"] == result["written_sha256"]
     # A second, independent client (Hadoop's own Java CLI) reads the very same bytes.
     cluster.hdfs(["dfs", "-get", "-f", "/tmp/roundtrip.bin", "/tmp/roundtrip.bin"])
-    code, digest = cluster.container("namenode").exec_run(["sha256sum", "/tmp/roundtrip.bin"])
+    code, digest = exec_bounded(cluster.container("namenode"), ["sha256sum", "/tmp/roundtrip.bin"], 60, "sha256sum")
     assert code == 0 and digest.decode().split()[0] == result["written_sha256"]
 
 
@@ -95,3 +96,14 @@ def test_a_barrier_stage_of_two_tasks_runs_one_task_per_executor(probe):
     assert all(task["gathered"] == ["0", "1"] for task in barrier)
     addresses = barrier[0]["addresses"]
     assert len(set(addresses)) == 2, f"both barrier tasks ran on one executor: {addresses}"
+
+
+def test_a_client_job_past_its_time_limit_is_stopped_with_its_clean_up_and_removed(cluster):
+    lines: list[str] = []
+    job = "trap 'echo cleaning up; exit 143' TERM; echo started; while :; do sleep 1; done"
+    started = time.monotonic()
+    with pytest.raises(JobTimeLimit, match="ran past its time limit of 5s"):
+        cluster.run_client(["sh", "-c", job], ROOT, out=lines.append, timeout=5)
+    assert lines == ["started", "cleaning up"]  # SIGTERM, as Ctrl-C: its clean-up ran
+    assert time.monotonic() - started < 60
+    assert cluster.running_clients() == [] and not [c for c in cluster.containers() if "-client-" in c.name]

@@ -28,6 +28,7 @@ CASES = [
     ([*INVOKE, "bench", "--repeats", "0"], {}, 2, "kit: --repeats 0: must be 1 or more"),
     ([*INVOKE, "bench", "--gradient-dtype", "float16"], {}, 2, "kit: --gradient-dtype float16: use one of float32, bfloat16"),
     ([*INVOKE, "train"], {"INVOKE_TRAIN_GRADIENT_DTYPE": "int8"}, 1, "train.gradient_dtype"),
+    ([*INVOKE, "train"], {"INVOKE_CLUSTER_JOB_TIME_LIMIT_HOURS": "0"}, 1, "cluster.job_time_limit_hours = 0"),
     ([*INVOKE, "bench", "--accuracy-gate", "--epochs", "3"], {}, 1, "--accuracy-gate needs at least 10 epochs"),
     ([*INVOKE, "bench", "--accuracy-gate", "--slots", "2"], {}, 2, "--accuracy-gate compares 1 slot with more"),
     ([*INVOKE, "demo", "--steps-per-epoch", "0"], {}, 2, "kit: --steps-per-epoch 0: must be 1 or more"),

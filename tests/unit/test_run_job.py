@@ -5,7 +5,8 @@ import json
 import pytest
 from invoke import Exit
 
-from cli.execution import run_job
+from cli.execution import JobInterrupted, run_job
+from cluster.lifecycle import JobTimeLimit
 from jobs.lib import result as result_line
 
 
@@ -81,3 +82,16 @@ def test_tensorflows_cpu_host_noise_stays_in_the_log_file_not_on_the_terminal(tm
     assert "cuFFT" not in shown and "rendezvous" not in shown and "IteratorGetNext" not in shown
     assert "train: epoch 1/1" in shown and "Something really failed" in shown
     assert (tmp_path / "train.log").read_text().splitlines()[:3] == noise
+
+
+def test_a_job_past_its_time_limit_ends_in_one_line_naming_the_setting():
+    class SlowCluster(FakeCluster):
+        def run_client(self, command, project_dir, out, **kwargs):
+            raise JobTimeLimit("dlkit-client-1", 7200)
+
+    with pytest.raises(JobInterrupted) as stopped:
+        run_job(SlowCluster(healthy_report(), []), "train_cnn", [])
+    assert stopped.value.code == 124
+    assert "ran past its time limit of 2 h (cluster.job_time_limit_hours)" in str(stopped.value.message)
+    kept = stopped.value.keeping("the run resumes")
+    assert kept.code == 124 and "time limit" in kept.message and kept.message.endswith("the run resumes")

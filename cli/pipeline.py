@@ -65,8 +65,7 @@ def stage_with(c, backend, folder: Path, shards=None, force=False) -> dict:
         try:
             result = backend.run("stage_cifar", args, source=Path(folder), report=report)
         except JobInterrupted as interrupted:
-            raise JobInterrupted(
-                interrupted.job,
+            raise interrupted.keeping(
                 f"{backend.data_url} is as it was before (a staging is swapped in whole or not at all); "
                 "'./kit stage' starts it again",
             ) from None
@@ -177,6 +176,13 @@ def train(
     common["attempts"] = attempts or settings.attempts
     if resume:  # the run keeps its own settings; only what was asked now is checked against them
         run_id = resume
+        drivers = backend.drivers_of(resume)
+        if drivers:
+            driver = drivers[0]
+            raise Exit(
+                f"kit: run {resume} is still being trained by {driver} (its driver outlived the command that "
+                f"started it): follow it with 'docker logs -f {driver}', or 'docker stop {driver}' then resume"
+            )
         asked = dict(slots=slots, epochs=epochs, recipe=recipe, cores_per_slot=cores_per_slot, steps_per_epoch=steps_per_epoch)
         args = TrainArgs(**common, resume=resume, **asked)
     else:
@@ -195,8 +201,7 @@ def train(
     try:
         result = backend.run("train_cnn", args.to_argv())
     except JobInterrupted as interrupted:
-        raise JobInterrupted(
-            interrupted.job,
+        raise interrupted.keeping(
             f"{backend.runs_url}/{run_id}.partial keeps its last whole checkpoint: "
             f"'./kit train --resume {run_id}' continues it",
         ) from None

@@ -104,6 +104,6 @@ def test_a_client_job_past_its_time_limit_is_stopped_with_its_clean_up_and_remov
     started = time.monotonic()
     with pytest.raises(JobTimeLimit, match="ran past its time limit of 5s"):
         cluster.run_client(["sh", "-c", job], ROOT, out=lines.append, timeout=5)
-    assert lines[-2:] == ["started", "cleaning up"]  # SIGTERM, as Ctrl-C: its clean-up ran
+    assert lines.index("started") < lines.index("cleaning up")  # SIGTERM, as Ctrl-C: its clean-up ran
     assert time.monotonic() - started < 60
     assert cluster.running_clients() == [] and not [c for c in cluster.containers() if "-client-" in c.name]

@@ -225,6 +225,8 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
         f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",
+        "profile": "also keep a TensorFlow profiler trace of each configuration's probe steps (bench.probe_steps) under "
+        "<out>/profile, for TensorBoard's profile plugin",
         "embedded": "Spark's embedded local-cluster and local storage (see stage)",
         **EXISTING_HELP,
         "project": "cluster name prefix",
@@ -245,6 +247,7 @@ def bench(
     batch_per_worker=None,
     gradient_dtype=None,
     accuracy_gate=False,
+    profile=False,
     embedded=False,
     master=None,
     hdfs=None,
@@ -274,6 +277,8 @@ def bench(
                 f"kit: --accuracy-gate needs at least {MIN_EPOCHS} epochs (--epochs {epochs}): give more or leave it out"
             )
         epochs, baselines = epochs or MIN_EPOCHS, ""
+    if profile and not kit_settings(c).bench.probe_steps:
+        raise Exit("kit: --profile traces the probe's steps: set bench.probe_steps above 0", code=USAGE_ERROR)
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
     return bench_with(
@@ -292,6 +297,7 @@ def bench(
         gate=accuracy_gate,
         gradient_dtype=gradient_dtype,
         batch_per_worker=batch_per_worker,
+        profile=profile,
     )
 
 
@@ -311,6 +317,7 @@ def bench_with(
     gate=False,
     gradient_dtype=None,
     batch_per_worker=None,
+    profile=False,
 ) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
@@ -347,6 +354,12 @@ def bench_with(
         **run,
     )
     plain_args = PlainArgs(data=backend.data_url, threads=cores, batch=batch, probe_steps=settings.probe_steps, **run)
+    traces = out_dir / "profile" if profile else None
+
+    def trace_folder(name: str) -> dict:
+        """backend.run's arguments that bring a configuration's trace to <out>/profile/<name>."""
+        return {"out": traces / name} if traces else {}
+
     wanted = baseline_names(baselines)
     repeats = int(settings.repeats if repeats is None else repeats)
     if repeats < 1:
@@ -358,12 +371,13 @@ def bench_with(
         for index in range(repeats):
             # every configuration once per round, so a ratio compares runs minutes apart
             suffix = f" (round {index + 1} of {repeats})" if repeats > 1 else ""
+            tag = f"-r{index + 1}" if repeats > 1 else ""
             for count in counts:
                 print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
-                run_id = f"bench-{stamp}-{count}x{cores}" + (f"-r{index + 1}" if repeats > 1 else "")
+                run_id = f"bench-{stamp}-{count}x{cores}{tag}"
                 with backend.sampler() as sampler, StealMeter() as steal:
-                    args = dataclasses.replace(train, slots=count, run_id=run_id)
-                    result = backend.run("train_cnn", args.to_argv())
+                    args = dataclasses.replace(train, slots=count, run_id=run_id, profile="{out}" if traces else None)
+                    result = backend.run("train_cnn", args.to_argv(), **trace_folder(f"{count}x{cores}{tag}"))
                 measured.setdefault(count, []).append(
                     {
                         **result,
@@ -378,9 +392,10 @@ def bench_with(
                     with_steal(
                         lambda: backend.run(
                             "train_plain",
-                            plain_args.to_argv(),
+                            dataclasses.replace(plain_args, profile="{out}" if traces else None).to_argv(),
                             plain=True,
                             cpus=cores,
+                            **trace_folder(f"plain{tag}"),
                         )
                     )
                 )
@@ -442,6 +457,7 @@ def bench_with(
         "kit_vs_plain": ratios.get("kit_vs_plain", {}).get("median"),
         "widest_vs_ceiling": ratios.get("widest_vs_ceiling", {}).get("median"),
         "accuracy_gate": accuracy_gate(configurations) if gate else None,
+        "profile": str(traces) if traces else None,
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     markdown = report_markdown(results)
@@ -451,6 +467,8 @@ def bench_with(
     print(f"results: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}\ncurves: {out_dir / 'curves.png'}")
     if draw_step_phases(results, out_dir / "step_phases.png"):
         print(f"step phases: {out_dir / 'step_phases.png'}")
+    if traces:
+        print(f"profiler traces: {traces} (pip install tensorboard tensorboard-plugin-profile; tensorboard --logdir {traces})")
     if gate and results["accuracy_gate"]["verdict"] != "PASS":
         raise Exit(f"kit: {gate_line(results['accuracy_gate'])}: distribution cost accuracy (figures above)", code=1)
     return {**results, "out_dir": str(out_dir)}

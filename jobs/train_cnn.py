@@ -25,7 +25,7 @@ from jobs.lib.contract import JobArgs, flag
 from jobs.lib.gradient_reduction import GRADIENT_DTYPES
 from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
-from jobs.lib.storage import open_storage
+from jobs.lib.storage import download_folder, open_storage
 
 SLOT_POLL_SECONDS = 2.0
 MASTER_UI_PORT = 8080  # the standalone master's default, also the kit's (cluster/topology.py)
@@ -81,6 +81,10 @@ class TrainArgs(JobArgs):
         "after training, time this many steps phase by phase: input, compute, all-reduce, the rest (0: no probe)",
         default=0,
         low=0,
+    )
+    profile: str | None = flag(
+        "a local folder for a TensorFlow profiler trace of the chief's steps after the probe (probe-steps of them)",
+        default=None,
     )
     pin_cores: bool = flag("let the workers' threads float instead of giving each slot cores of its own", default=True)
     master: str | None = flag("Spark master (default: spark-defaults)", default=None)
@@ -443,6 +447,7 @@ def run(args) -> dict:
             "keep_checkpoints": args.keep_checkpoints,
             "seed": args.seed,
             "probe_steps": args.probe_steps,
+            "profile": bool(args.profile),
             "pin_cores": args.pin_cores,
             "gradient_dtype": args.gradient_dtype,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
@@ -479,6 +484,8 @@ def run(args) -> dict:
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())
         runs.rename(config["partial_dir"], run_dir)
+        if args.profile and args.probe_steps:
+            metrics["profile_files"] = download_folder(runs, runs.join(run_dir, "profile"), args.profile)
     finally:
         stop.set()
         app.stop()

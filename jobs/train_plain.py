@@ -30,6 +30,7 @@ class PlainArgs(JobArgs):
     first_cpu: int = flag("pinned to CPUs first-cpu .. first-cpu+threads-1 (the kit pins its slots alike)", default=0, low=0)
     pin: bool = flag("let the threads float instead of pinning them", default=True)
     probe_steps: int = flag("after training, time this many steps phase by phase (0: no probe)", default=0, low=0)
+    profile: str | None = flag("a folder for a TensorFlow profiler trace of probe-steps steps after the probe", default=None)
 
 
 def parse_args(argv) -> PlainArgs:
@@ -56,7 +57,7 @@ def run(args) -> dict:
     from jobs.lib.epoch_metrics import sync_metrics_once_per_epoch
     from jobs.lib.history import epoch_history, training_summary, validation_steps
     from jobs.lib.input_pipeline import make_dataset
-    from jobs.lib.step_probe import probe_step
+    from jobs.lib.step_probe import probe_step, trace_steps
     from jobs.lib.storage import open_storage
 
     keras.utils.set_random_seed(args.seed)
@@ -108,6 +109,8 @@ def run(args) -> dict:
     train_seconds = time.monotonic() - started
     test_loss, test_accuracy = model.evaluate(test, verbose=0)
     step_phases = probe_step(model, train, args.probe_steps) if args.probe_steps else None
+    if args.profile and args.probe_steps:
+        trace_steps(model, train, args.probe_steps, args.profile)
     return {
         "threads": args.threads,
         "cpus": cpus,

@@ -17,7 +17,7 @@ from jobs.lib import placement, resume
 from jobs.lib import storage as storage_module
 from jobs.lib.checkpointing import make_callbacks, warmup
 from jobs.lib.history import epoch_history, training_summary, validation_steps
-from jobs.lib.storage import open_storage
+from jobs.lib.storage import open_storage, upload_folder
 
 RECIPES = ("paper", "tuned")  # paper: the study's protocol; tuned: learning rate scaled with workers, warm-up, augmentation
 
@@ -157,6 +157,12 @@ def train_fn(config: dict):
 
         evidence["step_phases"] = probe_step(model, train, config["probe_steps"], gradient_dtype=config["gradient_dtype"])
         marks.append(("probed", time.time()))
+    trace = os.path.join(local, "profile") if chief else None  # the chief's view: its steps, waits included
+    if config["profile"] and config["probe_steps"]:
+        from jobs.lib.step_probe import trace_steps
+
+        trace_steps(model, train, config["probe_steps"], trace)
+        marks.append(("traced", time.time()))
     everyone = [json.loads(e) for e in context.allGather(json.dumps(evidence))]
     marks.append(("gathered", time.time()))
     if not chief:
@@ -182,6 +188,8 @@ def train_fn(config: dict):
         "versions": {"tensorflow": tf.__version__, "tf_keras": keras.__version__},
     }
     storage.write_bytes(storage.join(run_dir, "final_model.keras"), open(final, "rb").read())
+    if config["profile"] and config["probe_steps"]:
+        upload_folder(storage, trace, storage.join(run_dir, "profile"))
     storage.write_bytes(
         storage.join(run_dir, "sharding.json"), json.dumps(sorted(everyone, key=lambda e: e["worker"]), indent=2).encode()
     )

@@ -98,3 +98,23 @@ def probe_in_scope(tf, strategy, model, dataset, steps: int, gradient_reductions
         "workers": strategy.num_replicas_in_sync,
         "probe_steps": steps,
     }
+
+
+def trace_steps(model, dataset, steps: int, logdir: str | None) -> None:
+    """The compiled train step, `steps` times, under TensorFlow's profiler writing to logdir
+    (TensorBoard's profile plugin opens it). logdir None: the same steps untraced, for a worker
+    whose share of the collectives the traced one needs."""
+    import tensorflow as tf
+
+    strategy = model.distribute_strategy
+    with strategy.scope():
+        batches = iter(strategy.experimental_distribute_dataset(dataset))
+        model.train_function(batches)  # traced and warm before the profiler starts
+        if logdir:
+            tf.profiler.experimental.start(logdir)
+        try:
+            for _ in range(steps):
+                model.train_function(batches)
+        finally:
+            if logdir:
+                tf.profiler.experimental.stop()

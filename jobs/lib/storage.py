@@ -171,6 +171,28 @@ def with_retries(operation, what: str, seconds: float = RETRY_SECONDS):
             delay = min(delay * 2, 8.0)
 
 
+def upload_folder(storage, folder: str, url: str) -> int:
+    """Every file under a local folder to url/<its relative path>; returns how many."""
+    files = [path for path in sorted(Path(folder).rglob("*")) if path.is_file()]
+    for path in files:
+        storage.write_bytes(storage.join(url, *path.relative_to(folder).parts), path.read_bytes())
+    return len(files)
+
+
+def download_folder(storage, url: str, folder: str) -> int:
+    """Every file under a storage folder into a local one, keeping the layout; returns how many."""
+    count = 0
+    for entry in storage.listdir(url):
+        target = os.path.join(folder, entry.path.rstrip("/").rsplit("/", 1)[-1])
+        if entry.is_dir:
+            count += download_folder(storage, entry.path, target)
+        else:
+            os.makedirs(folder, exist_ok=True)
+            Path(target).write_bytes(storage.read_bytes(entry.path))
+            count += 1
+    return count
+
+
 def open_storage(root: str):
     """HdfsStorage for hdfs:// roots, LocalStorage for paths and file:// URLs."""
     scheme = urlparse(root).scheme

@@ -85,7 +85,7 @@ def staged(cluster, source, target):
 @pytest.fixture(scope="session")
 def bench_runs(cluster, staged, tmp_path_factory) -> dict:
     """One tiny `invoke bench` (1 and 2 slots of 2 cores, 2 epochs, plain baseline, 2 interleaved
-    rounds) on the staged test data: its report is the bench's test, its run folders the training
+    rounds, profiler traces) on the staged test data: its report is the bench's test, its run folders the training
     tests' evidence."""
     out = tmp_path_factory.mktemp("bench")
     env = {
@@ -113,6 +113,7 @@ def bench_runs(cluster, staged, tmp_path_factory) -> dict:
         "plain",
         "--repeats",
         "2",
+        "--profile",
         "--out",
         str(out),
     ]

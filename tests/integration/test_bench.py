@@ -30,6 +30,15 @@ def test_every_configuration_is_probed_phase_by_phase_on_the_cluster(bench_runs)
     assert (out / "step_phases.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_each_configuration_keeps_a_profiler_trace_tensorboard_can_open(bench_runs):
+    results, traces = bench_runs["results"], bench_runs["out"] / "profile"
+    assert results["profile"] == str(traces)
+    for name in ("1x2-r1", "2x2-r1", "plain-r1", "1x2-r2", "2x2-r2", "plain-r2"):
+        # TensorBoard's profile plugin reads <logdir>/plugins/profile/<session>/<host>.xplane.pb
+        found = list((traces / name / "plugins" / "profile").glob("*/*.xplane.pb"))
+        assert len(found) == 1 and found[0].stat().st_size > 10_000, (name, found)
+
+
 def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_range(bench_runs):
     results, output = bench_runs["results"], bench_runs["output"]
     assert results["repeats"] == 2 and len(results["rounds"]) == 2

@@ -15,3 +15,15 @@ def test_every_change_to_storage_is_tallied_and_reads_are_not(tmp_path):
     store.listdir(str(tmp_path / "a"))
     store.delete(str(tmp_path / "c"))
     assert storage.WRITES == {"write": 2, "rename": 2, "mkdir": 1, "delete": 1}
+
+
+def test_a_folder_goes_up_and_comes_back_with_its_layout(tmp_path):
+    trace = tmp_path / "trace" / "plugins" / "profile" / "2026_11_23"
+    trace.mkdir(parents=True)
+    (trace / "host.xplane.pb").write_bytes(b"\x00\x01" * 100)
+    (tmp_path / "trace" / "events.out").write_text("x")
+    runs = open_storage(str(tmp_path / "runs"))
+    assert storage.upload_folder(runs, str(tmp_path / "trace"), str(tmp_path / "runs" / "profile")) == 2
+    assert storage.download_folder(runs, str(tmp_path / "runs" / "profile"), str(tmp_path / "back")) == 2
+    assert (tmp_path / "back" / "plugins" / "profile" / "2026_11_23" / "host.xplane.pb").read_bytes() == b"\x00\x01" * 100
+    assert (tmp_path / "back" / "events.out").read_text() == "x"

@@ -96,8 +96,11 @@ def runs_url(c, project=None) -> str:
     return cluster_shape(c, project).default_fs + kit_settings(c).train.hdfs_runs
 
 
+SAMPLE_SECONDS = 5.0  # Docker's stats stream (one sample a second per container) cost the trainers ~4% of the host
+
+
 class ResourceSampler:
-    """CPU % and memory of every container of the project, from the Docker API's stats stream."""
+    """CPU % and memory of every container of the project, from one-shot Docker stats every few seconds."""
 
     def __init__(self, client, shape):
         self.client, self.shape = client, shape
@@ -107,28 +110,33 @@ class ResourceSampler:
         self.watched: set[str] = set()
 
     def _follow(self, container) -> None:
+        previous = None  # (container CPU ns, host CPU ns): CPU % is the ratio of their growth
         try:
-            for stats in container.stats(stream=True, decode=True):
-                if self.stop.is_set():
-                    return
-                cpu, pre = stats.get("cpu_stats", {}), stats.get("precpu_stats", {})
-                cpu_delta = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get("total_usage", 0)
-                system_delta = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+            while not self.stop.is_set():
+                stats = container.stats(stream=False, one_shot=True)
+                cpu = stats.get("cpu_stats", {})
+                now = (cpu.get("cpu_usage", {}).get("total_usage", 0), cpu.get("system_cpu_usage", 0))
                 cpus = cpu.get("online_cpus") or 1
-                percent = 100.0 * cpu_delta / system_delta * cpus if system_delta > 0 and cpu_delta >= 0 else 0.0
+                percent = 0.0
+                if previous and now[1] > previous[1] and now[0] >= previous[0]:
+                    percent = 100.0 * (now[0] - previous[0]) / (now[1] - previous[1]) * cpus
                 memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
                 self.samples.setdefault(container.name, []).append((percent, memory))
+                previous = now
+                self.stop.wait(SAMPLE_SECONDS)
         except Exception:  # the container went away (a finished client): its samples stay
             return
 
     def _discover(self) -> None:
-        while not self.stop.wait(2):
+        while True:
             for container in self.client.containers.list(filters=self.shape.selector):
                 if container.name not in self.watched:
                     self.watched.add(container.name)
                     thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
                     thread.start()
                     self.threads.append(thread)
+            if self.stop.wait(SAMPLE_SECONDS):
+                return
 
     def __enter__(self):
         threading.Thread(target=self._discover, daemon=True).start()

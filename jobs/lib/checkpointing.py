@@ -36,6 +36,7 @@ def make_callbacks(keras, *, chief, storage, run_dir, scratch, state, best_weigh
             if chief:
                 attempts[-1]["last_epoch_begun"] = epoch + 1
                 storage.replace_bytes(storage.join(run_dir, "attempts.json"), json.dumps(attempts).encode())
+                history.start_training_clock()  # the write above is bookkeeping, not training
 
         def on_epoch_end(self, epoch, logs=None):
             marks.append((f"epoch{epoch + 1}_end", time.time()))

@@ -20,11 +20,17 @@ def epoch_history(steps_per_epoch: int, batch: int, on_row: Callable[[dict], Non
             self.rows: list[dict] = []
 
         def on_epoch_begin(self, epoch, logs=None):
-            self.started, self.trained = time.monotonic(), None
+            self.started = self.training_started = time.monotonic()
+            self.trained = None
+
+        def start_training_clock(self) -> None:
+            """Bookkeeping at an epoch's start (the chief's attempts.json) is not training: called
+            after it, the epoch's training time starts here, as its checkpoint after it is not timed."""
+            self.training_started = time.monotonic()
 
         def on_test_begin(self, logs=None):  # validation starts: the epoch's training part is over
             if self.trained is None:
-                self.trained = time.monotonic() - self.started
+                self.trained = time.monotonic() - self.training_started
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.monotonic() - self.started

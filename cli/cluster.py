@@ -12,7 +12,7 @@ from invoke import Exit, task
 from cli.engine import ensure_engine
 from cli.progress import say
 from cli.settings import cluster_shape, is_loopback, kit_settings
-from cluster.lifecycle import DRIVER, Cluster, ClusterError, diagnose
+from cluster.lifecycle import DRIVER, Cluster, ClusterError, JobTimeLimit, diagnose
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
 
@@ -186,6 +186,8 @@ def submit(c, job, project=None):
     command = ["spark-submit", DRIVER, f"/opt/dlkit/{path.relative_to(PROJECT_DIR)}", *args_after_double_dash()]
     try:
         code = cluster.run_client(command, PROJECT_DIR)
+    except JobTimeLimit as error:
+        raise Exit(f"kit: {job}: {error} (cluster.job_time_limit_hours)", code=124) from error
     except ClusterError as error:
         raise Exit(f"kit: {error}") from error
     if code:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -115,6 +116,8 @@ class ResourceSampler:
             while not self.stop.is_set():
                 stats = container.stats(stream=False, one_shot=True)
                 cpu = stats.get("cpu_stats", {})
+                if not cpu.get("system_cpu_usage"):  # stopped, not yet removed: no reading, not a zero one
+                    return
                 now = (cpu.get("cpu_usage", {}).get("total_usage", 0), cpu.get("system_cpu_usage", 0))
                 cpus = cpu.get("online_cpus") or 1
                 percent = 0.0
@@ -263,20 +266,29 @@ class HostBackend:
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         ) as process:
             expired = threading.Event()
-            watchdog = threading.Timer(hours * 3600, lambda: (expired.set(), process.terminate()))  # its clean-up runs
+
+            def expire() -> None:  # SIGINT, as Ctrl-C: the job's clean-up runs (a plain SIGTERM would skip it)
+                expired.set()
+                process.send_signal(signal.SIGINT)
+
+            watchdog = threading.Timer(hours * 3600, expire)
             watchdog.daemon = True
             watchdog.start()
             try:
                 for line in process.stdout:
                     output(line.rstrip("\n"))
-                process.wait(timeout=STOP_SECONDS)
+                try:
+                    process.wait(timeout=STOP_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
             except KeyboardInterrupt:  # the job had the same SIGINT (one process group): let it clean up
                 process.wait(timeout=STOP_SECONDS)
                 raise JobInterrupted(job) from None
             finally:
                 watchdog.cancel()
                 output.close()
-        if expired.is_set():
+        if expired.is_set() and process.returncode:  # not a job that ended by itself as the limit came
             raise JobInterrupted(job, reason=TIME_LIMIT_REASON.format(hours=hours))
         return job_result(job, process.returncode, output)
 

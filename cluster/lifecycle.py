@@ -49,6 +49,11 @@ class ClusterError(RuntimeError):
     """A cluster that cannot be brought up or used, with the next step in its message."""
 
 
+def names_run(command: list[str], run_id: str) -> bool:
+    """Whether a job's command line trains this run (--run-id RUN or --resume RUN)."""
+    return any(flag in ("--run-id", "--resume") and value == run_id for flag, value in zip(command, command[1:]))
+
+
 class JobTimeLimit(ClusterError):
     """A client job ran past its time limit: it was stopped like Ctrl-C stops it (its clean-up ran)."""
 
@@ -302,8 +307,8 @@ class Cluster:
         mentioning: only those whose command has this word (a run ID), e.g. the driver of a run
         whose `invoke` was killed: the container carries on without it."""
         selector = {"label": [f"{k}={v}" for k, v in self.shape.labels("client").items()], "status": "running"}
-        containers = self.client.containers.list(filters=selector)
-        return [c.name for c in containers if mentioning is None or mentioning in (c.attrs["Config"].get("Cmd") or [])]
+        containers = self.client.containers.list(filters=selector, ignore_removed=True)
+        return [c.name for c in containers if mentioning is None or names_run(c.attrs["Config"].get("Cmd") or [], mentioning)]
 
     def _running(self, service: str):
         container = self.container(service)
@@ -510,8 +515,11 @@ class Cluster:
                 for line in _lines([container.logs(since=since - 1)]):
                     out(line)
                 raise
-            code = int(container.wait(timeout=STOP_SECONDS + 30)["StatusCode"])
-            if expired.is_set():
+            try:
+                code = int(container.wait(timeout=STOP_SECONDS + 30)["StatusCode"])
+            except Exception as error:  # its log stream ended, yet it did not exit
+                raise ClusterError(f"{container.name} stopped sending output but did not exit: {error}") from error
+            if expired.is_set() and code:  # not a job that ended by itself as the limit came
                 raise JobTimeLimit(container.name, timeout)
             if collect is not None and code == 0:
                 copy_out(container, *collect)

@@ -484,8 +484,9 @@ def run(args) -> dict:
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)
         runs.write_bytes(runs.join(config["partial_dir"], "metrics.json"), json.dumps(metrics, indent=2).encode())
         runs.rename(config["partial_dir"], run_dir)
-        if args.profile and args.probe_steps:
-            metrics["profile_files"] = download_folder(runs, runs.join(run_dir, "profile"), args.profile)
+        trace = runs.join(run_dir, "profile")
+        if args.profile and args.probe_steps and runs.exists(trace):
+            metrics["profile_files"] = download_folder(runs, trace, args.profile)
     finally:
         stop.set()
         app.stop()

@@ -34,7 +34,7 @@ def epoch_history(steps_per_epoch: int, batch: int, on_row: Callable[[dict], Non
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.monotonic() - self.started
-            trained = self.trained or seconds
+            trained = self.trained or time.monotonic() - self.training_started
             self.rows.append(
                 {
                     "epoch": epoch + 1,

@@ -22,7 +22,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # its reaper imag
 from testcontainers.core.container import DockerContainer  # noqa: E402
 
 from cli.settings import cluster_shape  # noqa: E402
-from cluster.lifecycle import DRIVER, Cluster  # noqa: E402
+from cluster.lifecycle import DRIVER, Cluster, JobTimeLimit  # noqa: E402
 from cluster.topology import PROJECT_LABEL  # noqa: E402
 from jobs.lib import result as result_line  # noqa: E402
 
@@ -126,15 +126,19 @@ TRAIN_PER_BATCH, TEST_RECORDS, SHARDS = 400, 500, 4
 
 
 def run_job(cluster, job: str, args: list[str], source, collect=None) -> tuple[int, str]:
-    lines = []
-    code = cluster.run_client(
-        ["spark-submit", DRIVER, job, *args],
-        ROOT,
-        out=lines.append,
-        mounts={str(source): SOURCE},
-        collect=collect,
-        timeout=JOB_TIMEOUT,
-    )
+    lines: list[str] = []
+    try:
+        code = cluster.run_client(
+            ["spark-submit", DRIVER, job, *args],
+            ROOT,
+            out=lines.append,
+            mounts={str(source): SOURCE},
+            collect=collect,
+            timeout=JOB_TIMEOUT,
+        )
+    except JobTimeLimit as error:  # the test fails with the job's output, not only the limit
+        lines.append(str(error))
+        code = 124
     return code, "\n".join(lines)
 
 

@@ -54,6 +54,27 @@ def epochs_reported(cluster, run_id: str) -> int:
     return len(progress.splitlines()) if progress else 0
 
 
+def attempts_of(cluster, run_id: str) -> list[dict]:
+    try:
+        found = cluster.webhdfs_read(f"/runs/{run_id}.partial/attempts.json")
+    except Exception:  # mid-replace: not there for an instant
+        found = None
+    return json.loads(found) if found else []
+
+
+def wait_for_training(cluster, process, run_id: str, earlier_attempts: int) -> None:
+    """Until a new attempt of the run has begun an epoch."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        attempts = attempts_of(cluster, run_id)
+        if len(attempts) > earlier_attempts and attempts[-1].get("last_epoch_begun"):
+            return
+        time.sleep(1)  # polling HDFS, bounded by the job's own deadline
+    raise AssertionError(
+        f"no new attempt began training: {process.communicate()[0][-3000:] if process.poll() is not None else ''}"
+    )
+
+
 def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> None:
     deadline = time.monotonic() + JOB_TIMEOUT
     while process.poll() is None and time.monotonic() < deadline and epochs_reported(cluster, run_id) < epochs:
@@ -147,16 +168,18 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     new_application = "starting a new application" in output
 
     # the resumed run's `invoke` killed outright: its driver (the client container) carries on alone
+    earlier_attempts = len(attempts_of(cluster, "it-resume"))
     process = start_training(cluster, env, "--resume", "it-resume")
     try:
-        wait_for_epoch(cluster, process, "it-resume", 5)
+        wait_for_training(cluster, process, "it-resume", earlier_attempts)
         process.kill()
         process.communicate(timeout=60)
         [driver] = cluster.running_clients()
         refused = kit(cluster, env, "train", "--resume", "it-resume")
-        # then the driver itself killed outright (SIGKILL: no clean-up), in epoch 6
+        # then the driver itself killed outright (SIGKILL: no clean-up), mid-run
+        killed_after = epochs_reported(cluster, "it-resume")
         driver_killed_at = time.time()
-        cluster.client.containers.get(driver).kill()
+        cluster.client.containers.get(driver).remove(force=True)
     finally:
         stop(process)
     assert refused.returncode == 1 and f"still being trained by {driver}" in refused.stderr, refused.stderr[-2000:]
@@ -169,7 +192,7 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3, 4, 5, 6]
     # Spark may retry a barrier stage itself before the driver does: an attempt can repeat, never go back
     resumed = metrics["resumed_from_epochs"]
-    assert {1, 2} <= set(resumed) <= {1, 2, 3, 4, 5} and len(set(resumed)) >= 4 and resumed == sorted(resumed), metrics
+    assert {1, 2, 4} <= set(resumed) <= {1, 2, 3, 4, 5} and len(resumed) >= 4 and resumed == sorted(resumed), metrics
     assert set(metrics["epochs_redone"]) <= {2, 3, 4, 5, 6}, metrics  # at most the one interrupted epoch per fault
     evidence = json.loads(hdfs_text(cluster, "/runs/it-resume/sharding.json"))
     read = set().union(*({n for n, k in e["records_read"].items() if n.startswith("train/") and k} for e in evidence))
@@ -183,9 +206,10 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
         f"fault: executors killed after epoch 1, training back {back_after(killed_at)} later; worker restarted after "
         f"epoch 2, back {back_after(restarted_at)} later ({'a new' if new_application else 'the same'} application); "
         f"datanode-2 killed after epoch 3: epoch 4 reported {epoch_without_datanode:.1f}s later, with one datanode: {blocks}; "
-        f"Ctrl-C after epoch 4 stopped the driver in {stopped_in:.1f}s; the resumed run's invoke killed after epoch 5 "
-        f"(its driver refused a second --resume), the driver killed outright, --resume back {back_after(driver_killed_at)} "
-        f"later; resumed from epochs {resumed}, epochs redone {metrics['epochs_redone']}, restarts {metrics['restarts']}, "
+        f"Ctrl-C after epoch 4 stopped the driver in {stopped_in:.1f}s; the resumed run's invoke killed in epoch 5 "
+        f"(its driver refused a second --resume), the driver killed outright after {killed_after} epochs, "
+        f"--resume back {back_after(driver_killed_at)} later; resumed from epochs {resumed}, "
+        f"epochs redone {metrics['epochs_redone']}, restarts {metrics['restarts']}, "
         f"driver resumes {metrics['driver_resumes']}; the last attempt read all {SHARDS} shards"
     )
     code, output = run_job(

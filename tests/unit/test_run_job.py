@@ -95,3 +95,11 @@ def test_a_job_past_its_time_limit_ends_in_one_line_naming_the_setting():
     assert "ran past its time limit of 2 h (cluster.job_time_limit_hours)" in str(stopped.value.message)
     kept = stopped.value.keeping("the run resumes")
     assert kept.code == 124 and "time limit" in kept.message and kept.message.endswith("the run resumes")
+
+
+def test_only_a_command_that_trains_the_run_names_it():
+    from cluster.lifecycle import names_run
+
+    assert names_run(["spark-submit", "x.py", "--run-id", "r1", "--slots", "2"], "r1")
+    assert names_run(["spark-submit", "x.py", "--resume", "r1"], "r1")
+    assert not names_run(["spark-submit", "x.py", "--run-id", "r1", "--slots", "2"], "2")  # a value of another flag

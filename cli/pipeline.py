@@ -100,6 +100,14 @@ def already_staged(backend, folder: Path, shards: int) -> dict | None:
     return summary({**manifest, "up_to_date": True})
 
 
+def finished(backend, run_id: str) -> bool:
+    """Whether the run's folder is complete (renamed from .partial with its metrics); False when unsure."""
+    try:
+        return backend.read_json_if_exists(f"{backend.runs_url}/{run_id}/metrics.json") is not None
+    except Exception:  # HDFS not answering as the user stops: report the run as resumable
+        return False
+
+
 @task(
     help={
         "fraction": "share of records analysed (sampled in the executors)",
@@ -201,6 +209,8 @@ def train(
     try:
         result = backend.run("train_cnn", args.to_argv())
     except JobInterrupted as interrupted:
+        if finished(backend, run_id):  # Ctrl-C in the seconds between the rename and the job's exit
+            raise interrupted.keeping(f"the run had finished by then: {backend.runs_url}/{run_id} is complete") from None
         raise interrupted.keeping(
             f"{backend.runs_url}/{run_id}.partial keeps its last whole checkpoint: "
             f"'./kit train --resume {run_id}' continues it",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from cluster.lifecycle import DRIVER
+from cluster.lifecycle import DRIVER, exec_bounded
 from tests.integration.support import (
     JOB_TIMEOUT,
     ROOT,
@@ -54,6 +55,27 @@ def epochs_reported(cluster, run_id: str) -> int:
     return len(progress.splitlines()) if progress else 0
 
 
+def attempts_of(cluster, run_id: str) -> list[dict]:
+    try:
+        found = cluster.webhdfs_read(f"/runs/{run_id}.partial/attempts.json")
+    except Exception:  # mid-replace: not there for an instant
+        found = None
+    return json.loads(found) if found else []
+
+
+def wait_for_training(cluster, process, run_id: str, earlier_attempts: int) -> None:
+    """Until a new attempt of the run has begun an epoch."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while process.poll() is None and time.monotonic() < deadline:
+        attempts = attempts_of(cluster, run_id)
+        if len(attempts) > earlier_attempts and attempts[-1].get("last_epoch_begun"):
+            return
+        time.sleep(1)  # polling HDFS, bounded by the job's own deadline
+    raise AssertionError(
+        f"no new attempt began training: {process.communicate()[0][-3000:] if process.poll() is not None else ''}"
+    )
+
+
 def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> None:
     deadline = time.monotonic() + JOB_TIMEOUT
     while process.poll() is None and time.monotonic() < deadline and epochs_reported(cluster, run_id) < epochs:
@@ -61,12 +83,57 @@ def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> None:
     assert process.poll() is None, f"training ended before the fault could be injected: {process.communicate()[0][-3000:]}"
 
 
-def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped_by_ctrl_c(
+def kit(cluster, env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`invoke TASK ARGS` on the test cluster, as a user runs it, to its end."""
+    command = [sys.executable, "-m", "invoke", *args, "--project", cluster.shape.project]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def start_training(cluster, env: dict, *args: str) -> subprocess.Popen:
+    train = [sys.executable, "-m", "invoke", "train", "--project", cluster.shape.project, *args]
+    return subprocess.Popen(train, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Never leave a training job running behind a failed assertion."""
+    if process.poll() is None:
+        process.kill()
+        process.communicate(timeout=60)
+
+
+def wait_until_declared_dead(cluster, process) -> float:
+    """Seconds until the namenode declares the killed datanode dead; from then on no read is sent to it."""
+    started = time.monotonic()
+    while "Dead datanodes (1)" not in cluster.hdfs(["dfsadmin", "-report", "-dead"]):
+        assert time.monotonic() < started + 120, "the namenode never declared the killed datanode dead"
+        assert process.poll() is None, f"training ended before the datanode was dead: {process.communicate()[0][-3000:]}"
+        time.sleep(2)  # bounded by the deadline above
+    return time.monotonic() - started
+
+
+def blocks(cluster, paths: tuple[str, ...]) -> dict[str, dict[str, int]]:
+    """fsck's missing and under-replicated blocks of each path."""
+    counts = {}
+    for path in paths:
+        report = cluster.hdfs(["fsck", path], seconds=120)
+
+        def count(label: str) -> int:  # fsck leaves out a count it has nothing for
+            found = re.search(rf"{label}\s*(\d+)", report)
+            return int(found.group(1)) if found else 0
+
+        assert "is HEALTHY" in report, report[-3000:]
+        counts[path] = {"missing": count("Missing blocks:"), "under_replicated": count("Under-replicated blocks:")}
+    return counts
+
+
+def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_its_driver_stopped_or_killed(
     cluster, staged, target, source, tmp_path
 ):
-    # Three faults in one run of `invoke train`: executor JVMs killed (the application survives);
-    # the worker container restarted (a node reboot: the master may end the whole application);
-    # Ctrl-C (the driver gone, as with a killed client or a rebooted host), then `--resume`.
+    # One run of `invoke train` as a user runs it, five faults: executor JVMs killed (the
+    # application survives); the worker container restarted (a node reboot: the master may end the
+    # application); a datanode killed (its epochs carry on with the other replica); Ctrl-C, then
+    # `--resume`; the resumed driver's `invoke` and then the driver itself killed outright, then
+    # `--resume` again.
     env = {
         **os.environ,
         "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test",
@@ -75,67 +142,88 @@ def test_a_run_survives_lost_executors_a_restarted_worker_and_its_driver_stopped
         "INVOKE_TRAIN_ATTEMPTS": "4",
         "INVOKE_TRAIN_RECOVERY_WAIT": "240",
     }
-    train = [sys.executable, "-m", "invoke", "train", "--project", cluster.shape.project]
-    process = subprocess.Popen(
-        [*train, "--slots", "2", "--epochs", "4", "--steps-per-epoch", "60", "--run-id", "it-resume"],
-        cwd=ROOT,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    datanode = cluster.container("datanode-2")
+    process = start_training(cluster, env, "--slots", "2", "--epochs", "8", "--steps-per-epoch", "60", "--run-id", "it-resume")
     try:
         wait_for_epoch(cluster, process, "it-resume", 1)
         killed_at = time.time()
-        killed = cluster.container("spark-worker").exec_run(["python", "-c", KILL_EXECUTORS])
-        assert b"killed" in killed.output, killed.output
+        code, killed = exec_bounded(
+            cluster.container("spark-worker"), ["python", "-c", KILL_EXECUTORS], 30, "killing executors"
+        )
+        assert b"killed" in killed, killed
         wait_for_epoch(cluster, process, "it-resume", 2)
         restarted_at = time.time()
         cluster.container("spark-worker").restart(timeout=10)
         wait_for_epoch(cluster, process, "it-resume", 3)
+        datanode_lost_at = time.monotonic()
+        datanode.kill()
+        # Until then reads may still be sent to it and poll slowly: Ctrl-C could come too late
+        declared_dead_in = wait_until_declared_dead(cluster, process)
+        wait_for_epoch(cluster, process, "it-resume", 4)
+        epoch_without_datanode = time.monotonic() - datanode_lost_at
         interrupted_at = time.monotonic()
         process.send_signal(signal.SIGINT)
         output = process.communicate(timeout=120)[0]
+        stopped_in = time.monotonic() - interrupted_at
+        runs = cluster.hdfs(["dfs", "-ls", "/runs"])
+        assert process.returncode == 130, f"{runs}\n{output[-5000:]}"
+        assert "it-resume.partial" in runs, f"{runs}\n{output[-5000:]}"
+        counted = blocks(cluster, ("/data/cifar10-test", "/runs/it-resume.partial"))
     finally:
-        if process.poll() is None:  # never leave a training job running behind a failed assertion
-            process.kill()
-            process.communicate()
-        cluster.up(say=lambda line: None)  # the worker healthy again for the next tests
-    stopped_in = time.monotonic() - interrupted_at
-    assert process.returncode == 130, output[-5000:]
+        stop(process)
+        cluster.up(say=lambda line: None)  # the worker and the datanode healthy again for what follows
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
-    assert [c.name for c in cluster.containers() if "-client-" in c.name] == []  # no driver left behind
-    assert "it-resume.partial" in cluster.hdfs(["dfs", "-ls", "/runs"])
-    status = subprocess.run(
-        [sys.executable, "-m", "invoke", "status", "--json", "--project", cluster.shape.project],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    assert cluster.running_clients() == []  # no driver left behind
+    assert [b["missing"] for b in counted.values()] == [0, 0] and any(b["under_replicated"] for b in counted.values()), counted
+    status = kit(cluster, env, "status", "--json")
     assert "it-resume" in json.loads(status.stdout)["hdfs"]["leftovers"]["interrupted_runs"], status.stdout + status.stderr
     new_application = "starting a new application" in output
 
-    done = subprocess.run(
-        [*train, "--resume", "it-resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT
-    )
+    # the resumed run's `invoke` killed outright: its driver (the client container) carries on alone
+    earlier_attempts = len(attempts_of(cluster, "it-resume"))
+    process = start_training(cluster, env, "--resume", "it-resume")
+    try:
+        wait_for_training(cluster, process, "it-resume", earlier_attempts)
+        process.kill()
+        process.communicate(timeout=60)
+        [driver] = cluster.running_clients()
+        refused = kit(cluster, env, "train", "--resume", "it-resume")
+        # then the driver itself killed outright (SIGKILL: no clean-up), mid-run
+        killed_after = epochs_reported(cluster, "it-resume")
+        driver_killed_at = time.time()
+        cluster.client.containers.get(driver).remove(force=True)
+    finally:
+        stop(process)
+    assert refused.returncode == 1 and f"still being trained by {driver}" in refused.stderr, refused.stderr[-2000:]
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+    done = kit(cluster, env, "train", "--resume", "it-resume", timeout=JOB_TIMEOUT)
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     metrics = json.loads(hdfs_text(cluster, "/runs/it-resume/metrics.json"))
-    assert metrics["driver_resumes"] == 1 and metrics["steps_per_epoch"] == 60, metrics  # its own settings
-    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3, 4]
+    assert metrics["driver_resumes"] == 2 and metrics["steps_per_epoch"] == 60, metrics  # its own settings
+    assert [row["epoch"] for row in metrics["history"]] == [1, 2, 3, 4, 5, 6, 7, 8]
     # Spark may retry a barrier stage itself before the driver does: an attempt can repeat, never go back
     resumed = metrics["resumed_from_epochs"]
-    assert {1, 2, 3} <= set(resumed) <= {1, 2, 3} and resumed == sorted(resumed), metrics
-    assert set(metrics["epochs_redone"]) <= {2, 3, 4}, metrics  # at most the one interrupted epoch per fault
-    attempts = metrics["attempts"]
-    started = [a["started_at"] for a in attempts]
+    assert {1, 2, 4} <= set(resumed) <= {1, 2, 3, 4, 5, 6, 7} and len(resumed) >= 4 and resumed == sorted(resumed), metrics
+    assert set(metrics["epochs_redone"]) <= {2, 3, 4, 5, 6, 7, 8}, metrics  # at most the one interrupted epoch per fault
+    evidence = json.loads(hdfs_text(cluster, "/runs/it-resume/sharding.json"))
+    read = set().union(*({n for n, k in e["records_read"].items() if n.startswith("train/") and k} for e in evidence))
+    assert read == {f"train/part-{k:05d}.tfrecord" for k in range(SHARDS)}  # the last attempt read every shard
+    started = [a["started_at"] for a in metrics["attempts"]]
+
+    def back_after(at: float) -> str:
+        return f"{min(t for t in started if t > at) - at:.1f}s"
+
     print(
-        f"fault: executors killed after epoch 1, resumed {min(t for t in started if t > killed_at) - killed_at:.1f}s "
-        f"later; worker restarted after epoch 2, resumed {min(t for t in started if t > restarted_at) - restarted_at:.1f}s "
-        f"later ({'in a new application' if new_application else 'in the same application'}); Ctrl-C after epoch 3 "
-        f"stopped the driver in {stopped_in:.1f}s and --resume went on from epoch {resumed[-1]}; epochs redone "
-        f"{metrics['epochs_redone']}, restarts {metrics['restarts']}"
+        f"fault: executors killed after epoch 1, training back {back_after(killed_at)} later; worker restarted after "
+        f"epoch 2, back {back_after(restarted_at)} later ({'a new' if new_application else 'the same'} application); "
+        f"datanode-2 killed after epoch 3: declared dead {declared_dead_in:.0f}s later, epoch 4 reported "
+        f"{epoch_without_datanode:.1f}s after the kill, with one datanode: {counted}; "
+        f"Ctrl-C after epoch 4 stopped the driver in {stopped_in:.1f}s; the resumed run's invoke killed in epoch 5 "
+        f"(its driver refused a second --resume), the driver killed outright after {killed_after} epochs, "
+        f"--resume back {back_after(driver_killed_at)} later; resumed from epochs {resumed}, "
+        f"epochs redone {metrics['epochs_redone']}, restarts {metrics['restarts']}, "
+        f"driver resumes {metrics['driver_resumes']}; the last attempt read all {SHARDS} shards"
     )
     code, output = run_job(
         cluster,
@@ -207,7 +295,9 @@ def test_a_namenode_restart_keeps_every_file_and_its_checksum(cluster, staged):
         return {line.split()[0]: line.split()[-1] for line in listing.splitlines() if line.startswith("/")}
 
     def cluster_id() -> str:
-        version = cluster.container("namenode").exec_run(["cat", "/data/namenode/current/VERSION"]).output.decode()
+        version = exec_bounded(cluster.container("namenode"), ["cat", "/data/namenode/current/VERSION"], 30, "VERSION")[
+            1
+        ].decode()
         return next(line for line in version.splitlines() if line.startswith("clusterID="))
 
     before, identity = checksums(), cluster_id()

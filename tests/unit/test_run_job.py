@@ -103,3 +103,22 @@ def test_only_a_command_that_trains_the_run_names_it():
     assert names_run(["spark-submit", "x.py", "--run-id", "r1", "--slots", "2"], "r1")
     assert names_run(["spark-submit", "x.py", "--resume", "r1"], "r1")
     assert not names_run(["spark-submit", "x.py", "--run-id", "r1", "--slots", "2"], "2")  # a value of another flag
+
+
+def test_a_stop_after_the_run_completed_is_not_reported_as_resumable():
+    from cli.pipeline import finished
+
+    class Backend:
+        runs_url = "hdfs://namenode:8020/runs"
+
+        def __init__(self, files):
+            self.files = files
+
+        def read_json_if_exists(self, url):
+            if isinstance(self.files, Exception):
+                raise self.files
+            return self.files.get(url)
+
+    assert finished(Backend({"hdfs://namenode:8020/runs/r1/metrics.json": {"epochs_run": 3}}), "r1")
+    assert not finished(Backend({"hdfs://namenode:8020/runs/r1.partial/metrics.json": {}}), "r1")
+    assert not finished(Backend(OSError("namenode not answering")), "r1")

@@ -90,7 +90,7 @@ def label_node(client: docker.DockerClient, node: str, host: str, attempts: int 
 
 def overlay(manager: SwarmHost, name: str, hosts: list[SwarmHost], labels: dict[str, str]):
     """The project's attachable overlay (created on the manager only: workers see it once attached)."""
-    found = manager.client.networks.list(names=[name])
+    found = [n for n in manager.client.networks.list(names=[name]) if n.name == name]  # names= matches substrings
     if found:
         return found[0]
     return manager.client.networks.create(
@@ -143,7 +143,7 @@ def running_task(service, seconds: float) -> dict:
         for task in tasks:
             if task["Status"]["State"] == "running":
                 return task
-        last = tasks[-1]["Status"] if tasks else {}
+        last = max(tasks, key=lambda t: t["UpdatedAt"])["Status"] if tasks else {}  # tasks come in no order
         time.sleep(0.5)  # between polls of the manager, within the bounded wait
     raise SwarmError(
         f"service {service.name} had no running task within {seconds:.0f}s; its last task: "

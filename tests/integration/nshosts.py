@@ -5,8 +5,9 @@ all traffic stays in the namespaces made here. dockerd is started with `nsenter 
 `ip netns exec`, whose private /sys hides the cgroup mounts: moby/moby#21090), with its own data
 root, exec root, pid file, socket and containerd namespace. Data roots stay between runs under
 DATA_ROOT (so images are copied once), guarded by a lock: one multi-host test at a time.
-Teardown stops the daemons by pid, their shims by exec root, unmounts what they left and
-removes the namespaces, also when the test fails.
+Teardown removes the containers, stops each daemon by pid, kills what is left in its cgroup
+(containers, shims), unmounts what it left and removes the namespaces and cgroups, also when
+the test fails; each step runs even when an earlier one failed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import docker
@@ -41,7 +42,6 @@ class NamespaceHost:
     data_root: Path
     process: subprocess.Popen | None = None
     log: Path | None = None
-    lock: object = field(default=None, repr=False)
 
     @property
     def socket(self) -> str:
@@ -52,7 +52,10 @@ class NamespaceHost:
 
 
 def run(*command: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(command, check=check, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if check and done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {done.returncode}): {done.stderr.strip()[-500:]}")
+    return done
 
 
 def usable() -> str | None:
@@ -78,53 +81,89 @@ def namespace_hosts(count: int = 2, say=print) -> Iterator[list[NamespaceHost]]:
         )
         for i in range(1, count + 1)
     ]
-    try:
-        for host in hosts:
-            lock(host)
-        remove_leftovers()
-        run("ip", "netns", "add", bridge)
-        run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
-        run("ip", "-n", bridge, "link", "set", "br0", "up")
-        for i, host in enumerate(hosts, 1):
-            wire(host, bridge, f"{PREFIX}{tag}{i}")
-        for host in hosts:
-            start_dockerd(host)
-        for host in hosts:
-            wait_for_dockerd(host)
-        say(f"nshosts: {count} hosts up ({', '.join(f'{h.name} {h.address}' for h in hosts)}), link MTU {LINK_MTU}")
-        yield hosts
-    finally:
-        for host in hosts:
-            stop_dockerd(host)
-        for name in [h.netns for h in hosts] + [bridge]:
-            run("ip", "netns", "del", name, check=False)
-        for host in hosts:
-            if host.lock is not None:
-                host.lock.close()  # type: ignore[attr-defined]
+    with contextlib.ExitStack() as held:
+        for host in hosts:  # before anything is touched: a run that holds them is left alone
+            held.enter_context(lock(host))
+        try:
+            remove_leftovers()
+            run("ip", "netns", "add", bridge)
+            run("ip", "-n", bridge, "link", "add", "br0", "type", "bridge")
+            run("ip", "-n", bridge, "link", "set", "br0", "up")
+            for i, host in enumerate(hosts, 1):
+                wire(host, bridge, f"{PREFIX}{tag}{i}")
+            for host in hosts:
+                start_dockerd(host)
+            for host in hosts:
+                wait_for_dockerd(host)
+            say(f"nshosts: {count} hosts up ({', '.join(f'{h.name} {h.address}' for h in hosts)}), link MTU {LINK_MTU}")
+            yield hosts
+        finally:
+            tear_down(hosts, bridge)
 
 
-def lock(host: NamespaceHost) -> None:
+def tear_down(hosts: list[NamespaceHost], bridge: str) -> None:
+    """Every step for every host, whatever failed before it; the first error is raised at the end."""
+    errors: list[BaseException] = []
+    steps = [(stop_dockerd, host) for host in hosts]
+    steps += [(lambda name: run("ip", "netns", "del", name, check=False), name) for name in [h.netns for h in hosts] + [bridge]]
+    for step, argument in steps:
+        try:
+            step(argument)
+        except Exception as error:
+            errors.append(error)
+    if errors:
+        raise errors[0]
+
+
+@contextlib.contextmanager
+def lock(host: NamespaceHost) -> Iterator[None]:
     host.data_root.mkdir(parents=True, exist_ok=True)
-    handle = open(host.data_root.with_suffix(".lock"), "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise RuntimeError(f"{host.data_root} is in use by another multi-host test: wait for it to end") from None
-    host.lock = handle
+    with open(host.data_root.with_suffix(".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"{host.data_root} is in use by another multi-host test: wait for it to end") from None
+        yield
 
 
 def wire(host: NamespaceHost, bridge: str, link: str) -> None:
-    """A veth from the host's namespace to the bridge, MTU LINK_MTU, its address on SUBNET/24."""
+    """A veth from the host's namespace to the bridge, MTU LINK_MTU, its address on SUBNET/24.
+
+    Made inside the two namespaces at once: no half-made link is ever left in the machine's own."""
     run("ip", "netns", "add", host.netns)
-    run("ip", "link", "add", f"{link}a", "mtu", str(LINK_MTU), "type", "veth", "peer", "name", f"{link}b", "mtu", str(LINK_MTU))
-    run("ip", "link", "set", f"{link}a", "netns", host.netns)
-    run("ip", "link", "set", f"{link}b", "netns", bridge)
-    run("ip", "-n", host.netns, "link", "set", f"{link}a", "name", "eth0")
+    mtu = str(LINK_MTU)
+    run(
+        "ip",
+        "link",
+        "add",
+        "eth0",
+        "mtu",
+        mtu,
+        "netns",
+        host.netns,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        link,
+        "mtu",
+        mtu,
+        "netns",
+        bridge,
+    )
     run("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
     run("ip", "-n", host.netns, "link", "set", "eth0", "up")
     run("ip", "-n", host.netns, "link", "set", "lo", "up")
-    run("ip", "-n", bridge, "link", "set", f"{link}b", "master", "br0", "up")
+    run("ip", "-n", bridge, "link", "set", link, "master", "br0", "up")
+
+
+def ip_counters(host: NamespaceHost) -> dict[str, int]:
+    """The host namespace's IP counters (/proc/net/snmp), e.g. FragCreates: packets it had to fragment."""
+    lines = [
+        line.split() for line in run("nsenter", f"--net=/run/netns/{host.netns}", "cat", "/proc/net/snmp").stdout.splitlines()
+    ]
+    names, values = [line for line in lines if line[0] == "Ip:"][:2]
+    return dict(zip(names[1:], map(int, values[1:])))
 
 
 def start_dockerd(host: NamespaceHost) -> None:
@@ -143,9 +182,10 @@ def start_dockerd(host: NamespaceHost) -> None:
         "--exec-root", host.exec_root,
         "--pidfile", f"{host.exec_root}.pid",
         "-H", host.socket,
-        "--containerd-namespace", name,
-        "--containerd-plugins-namespace", f"{name}p",
+        "--containerd-namespace", f"dlkit-nshost-{host.name}",  # stable: the data root is kept
+        "--containerd-plugins-namespace", f"dlkit-nshost-{host.name}-plugins",
         "--cgroup-parent", f"/{name}",
+        "--exec-opt", "native.cgroupdriver=cgroupfs",  # systemd's driver wants a .slice parent
         "--mtu", str(LINK_MTU),
         "--network-control-plane-mtu", str(LINK_MTU),
     ]  # fmt: skip
@@ -170,9 +210,9 @@ def wait_for_dockerd(host: NamespaceHost) -> None:
 
 
 def stop_dockerd(host: NamespaceHost) -> None:
-    """Containers removed, the swarm left, dockerd stopped (SIGKILL after 30 s), its shims and mounts gone."""
+    """Containers removed, the swarm left, dockerd stopped (SIGKILL after 30 s), its cgroup emptied, its mounts gone."""
     if host.process is not None and host.process.poll() is None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a daemon that no longer answers is killed below
             client = host.client()
             for container in client.containers.list(all=True):
                 container.remove(force=True)
@@ -182,18 +222,42 @@ def stop_dockerd(host: NamespaceHost) -> None:
             host.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             host.process.kill()
-            host.process.wait(timeout=30)
-    kill_by_pattern(host.exec_root)
+    kill_by_exec_root(host.exec_root)
+    empty_cgroups(Path(host.exec_root).name)
     unmount_under(host.exec_root, str(host.data_root))
     shutil.rmtree(host.exec_root, ignore_errors=True)
+    for leftover in (f"{host.exec_root}.sock", f"{host.exec_root}.pid"):
+        Path(leftover).unlink(missing_ok=True)
 
 
-def kill_by_pattern(exec_root: str) -> None:
-    """Processes left by a daemon (containerd, shims, container init) whose command line names its exec root."""
+def kill_by_exec_root(exec_root: str) -> None:
+    """The daemon and its containerd and shims: their command lines name its exec root."""
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
             if exec_root.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                 os.kill(int(pid), signal.SIGKILL)
+
+
+def empty_cgroups(name: str, seconds: float = 10) -> None:
+    """Kill every process under the cgroup `name` (the containers: their command lines name no
+    daemon) in each hierarchy, then remove its folders, deepest first, within seconds."""
+    folders = sorted(
+        (path for root in Path("/sys/fs/cgroup").glob(f"*/{name}") for path in [root, *root.rglob("*")] if path.is_dir()),
+        key=lambda path: len(path.parts),
+        reverse=True,
+    )
+    deadline = time.monotonic() + seconds
+    for folder in folders:
+        while folder.exists():
+            with contextlib.suppress(OSError):
+                for pid in (folder / "cgroup.procs").read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                folder.rmdir()
+            if folder.exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cgroup {folder} still has processes after {seconds:.0f}s")
+                time.sleep(0.2)  # the killed processes take a moment to leave it
 
 
 def unmount_under(*roots: str) -> None:
@@ -204,12 +268,16 @@ def unmount_under(*roots: str) -> None:
 
 
 def remove_leftovers() -> None:
-    """What a crashed earlier run left (its daemons, mounts, namespaces): safe, as the locks are ours."""
+    """What a crashed earlier run left (daemons, containers, mounts, cgroups, namespaces): safe, as the locks are ours."""
     for exec_root in Path("/run").glob(f"{PREFIX}*"):
         if exec_root.is_dir():
-            kill_by_pattern(str(exec_root))
+            kill_by_exec_root(str(exec_root))
             unmount_under(str(exec_root))
             shutil.rmtree(exec_root, ignore_errors=True)
+        else:  # a socket or pid file
+            exec_root.unlink(missing_ok=True)
+    for name in {path.name for path in Path("/sys/fs/cgroup").glob(f"*/{PREFIX}*")}:
+        empty_cgroups(name)
     unmount_under(str(DATA_ROOT))
     for name in run("ip", "netns", "list").stdout.split():
         if name.startswith(PREFIX):

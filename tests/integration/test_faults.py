@@ -105,12 +105,11 @@ def stop(cluster, process: subprocess.Popen) -> None:
         cluster.client.containers.get(driver).remove(force=True)
 
 
-def wait_until_declared_dead(cluster, process) -> float:
-    """Seconds until the namenode declares the killed datanode dead; from then on no read is sent to it."""
+def wait_until_declared_dead(cluster) -> float:
+    """Seconds until the namenode declares the killed datanode dead."""
     started = time.monotonic()
-    while "Dead datanodes (1)" not in cluster.hdfs(["dfsadmin", "-report", "-dead"]):
-        assert time.monotonic() < started + 120, "the namenode never declared the killed datanode dead"
-        assert process.poll() is None, f"training ended before the datanode was dead: {process.communicate()[0][-3000:]}"
+    while "Dead datanodes (1)" not in (report := cluster.hdfs(["dfsadmin", "-report", "-dead"])):
+        assert time.monotonic() < started + 120, f"the namenode never declared the killed datanode dead: {report[-2000:]}"
         time.sleep(2)  # bounded by the deadline above
     return time.monotonic() - started
 
@@ -137,7 +136,10 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     # application survives); the worker container restarted (a node reboot: the master may end the
     # application); a datanode killed (its epochs carry on with the other replica); Ctrl-C, then
     # `--resume`; the resumed driver's `invoke` and then the driver itself killed outright, then
-    # `--resume` again.
+    # `--resume` again. Each fault lands as soon as the epoch it waits for is seen, with most of
+    # the 10 epochs (8 s each when nothing fails) still to come: a run that completes before a
+    # fault lands proves nothing. (`train` heals the cluster before it starts, so the datanode is
+    # back for the resumed run.)
     env = {
         **os.environ,
         "INVOKE_DATA_HDFS_ROOT": "/data/cifar10-test",
@@ -161,8 +163,6 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
         wait_for_epoch(cluster, process, "it-resume", 3)
         datanode_lost_at = time.monotonic()
         datanode.kill()
-        # Until then reads may still be sent to it and poll slowly: Ctrl-C could come too late
-        declared_dead_in = wait_until_declared_dead(cluster, process)
         at_interrupt = wait_for_epoch(cluster, process, "it-resume", 4)
         epoch_without_datanode = time.monotonic() - datanode_lost_at
         interrupted_at = time.monotonic()
@@ -173,6 +173,7 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
         runs = cluster.hdfs(["dfs", "-ls", "/runs"])
         assert process.returncode == 130, f"{runs}\n{output[-5000:]}"
         assert "it-resume.partial" in runs, f"{runs}\n{output[-5000:]}"
+        declared_dead_in = wait_until_declared_dead(cluster)
         counted = blocks(cluster, ("/data/cifar10-test", "/runs/it-resume.partial"))
     finally:
         stop(cluster, process)
@@ -225,13 +226,13 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     print(
         f"fault: executors killed after epoch 1, training back {back_after(killed_at)} later; worker restarted after "
         f"epoch 2, back {back_after(restarted_at)} later ({'a new' if new_application else 'the same'} application); "
-        f"datanode-2 killed after epoch 3: declared dead {declared_dead_in:.0f}s later, epoch 4 reported "
-        f"{epoch_without_datanode:.1f}s after the kill, with one datanode: {counted}; "
-        f"Ctrl-C after epoch {at_interrupt} stopped the driver in {stopped_in:.1f}s; the resumed run's invoke killed "
-        f"(its driver refused a second --resume), the driver killed outright after {killed_after} epochs, "
-        f"--resume back {back_after(driver_killed_at)} later; resumed from epochs {resumed}, "
-        f"epochs redone {metrics['epochs_redone']}, restarts {metrics['restarts']}, "
-        f"driver resumes {metrics['driver_resumes']}; the last attempt read all {SHARDS} shards"
+        f"datanode-2 killed after epoch 3: epoch {at_interrupt} seen {epoch_without_datanode:.1f}s after the kill; "
+        f"Ctrl-C then stopped the driver in {stopped_in:.1f}s; the datanode declared dead {declared_dead_in:.0f}s "
+        f"after that, with one datanode: {counted}; the resumed run's invoke killed (its driver refused a second "
+        f"--resume), the driver killed outright after {killed_after} epochs, --resume back "
+        f"{back_after(driver_killed_at)} later; resumed from epochs {resumed}, epochs redone {redone}, "
+        f"restarts {metrics['restarts']}, driver resumes {metrics['driver_resumes']}; the last attempt read all "
+        f"{SHARDS} shards"
     )
     code, output = run_job(
         cluster,

@@ -47,7 +47,8 @@ def ensure_engine(wait_seconds: float = 60.0) -> docker.DockerClient:
     if not shutil.which("dockerd"):
         print("kit: no Docker engine here: installing Debian's docker.io (as root)", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io"]):
+        # iproute2: `ip`, which the multi-host test needs to make its namespace hosts
+        for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "docker.io", "iproute2"]):
             result = subprocess.run(command, env=env, capture_output=True, text=True)
             if result.returncode != 0:
                 raise Exit(

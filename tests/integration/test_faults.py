@@ -48,11 +48,16 @@ def hdfs_text(cluster, path: str) -> str | None:
 
 
 def epochs_reported(cluster, run_id: str) -> int:
-    try:  # WebHDFS: a curl, not a JVM per poll
-        progress = cluster.webhdfs_read(f"/runs/{run_id}.partial/progress.jsonl")
-    except Exception:  # the namenode busy or the file mid-replace: not reported yet
-        progress = None
-    return len(progress.splitlines()) if progress else 0
+    """The newest whole checkpoint's epoch, from the folder's listing: the namenode alone answers it.
+
+    Reading a file instead (progress.jsonl) is redirected to a datanode, and after a datanode is
+    killed such reads hung for a minute while the run went on to its end."""
+    try:
+        listing = cluster.webhdfs_list(f"/runs/{run_id}.partial/checkpoints")
+    except Exception:  # the namenode busy: not reported yet
+        listing = []
+    names = [entry["pathSuffix"] for entry in listing if entry["type"] == "DIRECTORY"]
+    return max((int(name.removeprefix("epoch-")) for name in names if not name.endswith(".tmp")), default=0)
 
 
 def attempts_of(cluster, run_id: str) -> list[dict]:

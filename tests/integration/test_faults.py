@@ -96,9 +96,18 @@ def kit(cluster, env: dict, *args: str, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def with_ctrl_c() -> None:
+    # A process started in the background by a non-interactive shell (`cmd &` in a script, as a
+    # CI runner may start pytest) ignores SIGINT, and so would `invoke`, which inherits that:
+    # this test's Ctrl-C would then never land (the run went on to its end in such runs).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_training(cluster, env: dict, *args: str) -> subprocess.Popen:
     train = [sys.executable, "-m", "invoke", "train", "--project", cluster.shape.project, *args]
-    return subprocess.Popen(train, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        train, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=with_ctrl_c
+    )
 
 
 def stop(cluster, process: subprocess.Popen) -> None:

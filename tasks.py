@@ -3,6 +3,9 @@
 from invoke import Collection
 
 from cli import bench, cluster, data, demo, images, pipeline, testing
+from cli.signals import stop_on_sigterm
+
+stop_on_sigterm()
 
 namespace = Collection(images, data, bench)
 for module in (cluster, pipeline, testing, demo):

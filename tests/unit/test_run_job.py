@@ -122,3 +122,29 @@ def test_a_stop_after_the_run_completed_is_not_reported_as_resumable():
     assert finished(Backend({"hdfs://namenode:8020/runs/r1/metrics.json": {"epochs_run": 3}}), "r1")
     assert not finished(Backend({"hdfs://namenode:8020/runs/r1.partial/metrics.json": {}}), "r1")
     assert not finished(Backend(OSError("namenode not answering")), "r1")
+
+
+def test_sigterm_stops_a_task_the_way_ctrl_c_does():
+    import signal
+    import subprocess
+    import sys
+
+    waiting = (
+        "from cli.signals import stop_on_sigterm\n"
+        "import time\n"
+        "stop_on_sigterm()\n"
+        "try:\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print('clean-up ran after', stop, flush=True)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", waiting], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert output.strip() == "clean-up ran after SIGTERM" and process.returncode == 0, output

@@ -36,9 +36,14 @@ class SwarmHost:
     mtu: int  # its link's MTU toward the others
 
 
+def underlay_mtu(hosts: list[SwarmHost]) -> int:
+    """The overlay's MTU option: the smallest host link (the driver takes the VXLAN header off it)."""
+    return min(h.mtu for h in hosts)
+
+
 def container_mtu(hosts: list[SwarmHost]) -> int:
     """What a container on the overlay gets: the smallest host link less the VXLAN header."""
-    return min(h.mtu for h in hosts) - VXLAN_OVERHEAD
+    return underlay_mtu(hosts) - VXLAN_OVERHEAD
 
 
 def node_id(host: SwarmHost) -> str:
@@ -97,7 +102,7 @@ def overlay(manager: SwarmHost, name: str, hosts: list[SwarmHost], labels: dict[
         name,
         driver="overlay",
         attachable=True,
-        options={"com.docker.network.driver.mtu": str(min(h.mtu for h in hosts))},
+        options={"com.docker.network.driver.mtu": str(underlay_mtu(hosts))},
         labels=labels,
     )
 

@@ -119,12 +119,18 @@ def report_markdown(results: dict) -> str:
             + ", ".join(f"{label} {percent}%" for label, percent in steal if percent is not None)
             + "\n"
         )
-    text += "\nMemory per executor (peak): Python training process RSS and executor JVM heap + off-heap, MB:\n\n"
-    text += "| configuration | worker | cores pinned | Python RSS | executor JVMs |\n|---|---|---|---|---|\n"
+    text += (
+        "\nWhere each slot ran (its Spark worker), and memory per executor (peak): Python training process RSS "
+        "and executor JVM heap + off-heap, MB:\n\n"
+    )
+    text += "| configuration | worker | ran on | cores pinned | Python RSS | executor JVMs |\n|---|---|---|---|---|---|\n"
     for row in results["configurations"]:
         jvms = ", ".join(f"{key}: {value}" for key, value in sorted(row.get("executor_jvm_peak_mb", {}).items()))
         for worker in row.get("workers", []):
-            text += f"| {row['label']} | {worker['worker']} | {worker['cpus']} | {worker['peak_rss_mb']} | {jvms} |\n"
+            text += (
+                f"| {row['label']} | {worker['worker']} | {worker.get('host', '?')} | {worker['cpus']} "
+                f"| {worker['peak_rss_mb']} | {jvms} |\n"
+            )
     text += "\nResource use (mean CPU %, peak memory MB) per container, per configuration:\n\n"
     text += "| configuration | container | mean CPU % | peak memory MB |\n|---|---|---|---|\n"
     for row in results["configurations"]:

@@ -12,6 +12,7 @@ from invoke import Exit, task
 from cli.engine import ensure_engine
 from cli.progress import say
 from cli.settings import cluster_shape, is_loopback, kit_settings
+from cluster import multihost
 from cluster.lifecycle import DRIVER, Cluster, ClusterError, JobTimeLimit, diagnose
 from cluster.readiness import ServiceNotReady
 from cluster.topology import TopologyError
@@ -21,9 +22,11 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 def open_cluster(c, project: str | None = None) -> Cluster:
     try:
-        return Cluster(cluster_shape(c, project), ensure_engine())
+        return multihost.open_cluster(cluster_shape(c, project), ensure_engine())
     except TopologyError as error:
         raise Exit(f"kit: {error}\nFix the setting in invoke.yaml or its INVOKE_CLUSTER_* variable.") from error
+    except ClusterError as error:  # a host of cluster.hosts that does not answer
+        raise Exit(f"kit: {error}") from error
 
 
 def args_after_double_dash() -> list[str]:
@@ -34,7 +37,8 @@ def args_after_double_dash() -> list[str]:
 def print_status(report: dict) -> None:
     print(f"cluster {report['project']} (network {report['network']})")
     for service in report["services"]:
-        print(f"  {service['name']:14s} {service['state']:9s} {str(service['health']):10s} {service['ui'] or ''}")
+        where = f"{service['host']:10s} " if service.get("host") else ""
+        print(f"  {service['name']:14s} {where}{service['state']:9s} {str(service['health']):10s} {service['ui'] or ''}")
     hdfs = report["hdfs"]
     if hdfs.get("available"):
         gb = 1e9
@@ -81,7 +85,7 @@ def bring_up(c, cluster: Cluster) -> dict:
     """Build missing images, start what is missing or stopped, wait until healthy; the status."""
     from cli.images import ensure_images
 
-    ensure_images(c, cluster.client)
+    ensure_images(c, cluster.source)
     if not is_loopback(cluster.shape.bind_address):
         say(
             f"warning: the UIs are published on {cluster.shape.bind_address} (cluster.expose_beyond_loopback): whoever "

@@ -15,6 +15,7 @@ import typing
 from invoke import Context, Exit
 from invoke.env import Environment
 
+from cluster.hosts import HostSpec
 from cluster.topology import ClusterShape
 from images.build import image_specs
 from jobs.lib.barrier_training import RECIPES
@@ -74,6 +75,8 @@ class Cluster:
     spark_history_ui_port: int = rule(low=0, high=65535)
     startup_timeout: float = rule(above=0)
     job_time_limit_hours: float = rule(above=0)
+    hosts: tuple[HostSpec, ...]
+    swarm_address_pool: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -154,8 +157,55 @@ def slot_counts(text: str, name: str) -> list[int]:
     return counts
 
 
+def host_specs(value) -> tuple[HostSpec, ...]:
+    """cluster.hosts: a list of mappings with HostSpec's keys (topology.validate checks the values)."""
+    if value in (None, "", []):
+        return ()
+    if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+        raise Exit("kit: setting cluster.hosts must be a list of hosts, each a mapping (name, endpoint, address, runs...)")
+    fields = {f.name: f for f in dataclasses.fields(HostSpec)}
+    required = [name for name, f in fields.items() if f.default is dataclasses.MISSING]
+    hosts = []
+    for index, entry in enumerate(value):
+        where = f"cluster.hosts[{index}]"
+        unknown = sorted(set(entry) - set(fields))
+        missing = [name for name in required if name not in entry]
+        if unknown or missing:
+            raise Exit(
+                f"kit: setting {where} "
+                + "; ".join(
+                    ([f"has unknown key(s) {', '.join(unknown)}"] if unknown else [])
+                    + ([f"lacks {', '.join(missing)}"] if missing else [])
+                )
+                + f": a host has {', '.join(fields)}"
+            )
+        runs = entry["runs"]
+        if isinstance(runs, str) or not isinstance(runs, list):
+            raise Exit(f"kit: setting {where}.runs = {runs!r} must be a list of roles, e.g. [datanode, spark-worker]")
+        try:
+            mtu = int(entry.get("mtu", fields["mtu"].default))
+        except (TypeError, ValueError):
+            raise Exit(f"kit: setting {where}.mtu = {entry['mtu']!r} is not an integer") from None
+        manager = entry.get("manager", fields["manager"].default)
+        if not isinstance(manager, bool):
+            raise Exit(f"kit: setting {where}.manager = {manager!r} must be true or false")
+        hosts.append(
+            HostSpec(
+                name=str(entry["name"]),
+                endpoint=str(entry["endpoint"]),
+                address=str(entry["address"]),
+                runs=tuple(str(role) for role in runs),
+                manager=manager,
+                mtu=mtu,
+            )
+        )
+    return tuple(hosts)
+
+
 def convert(section: str, field: dataclasses.Field, kind: type, value):
     name = f"{section}.{field.name}"
+    if kind == tuple[HostSpec, ...]:
+        return host_specs(value)
     if value is None:
         value = ""  # an empty value in YAML
     try:
@@ -239,7 +289,7 @@ def is_loopback(address: str) -> bool:
 
 def cluster_shape(c: Context, project: str | None = None) -> ClusterShape:
     cluster, tags = kit_settings(c).cluster, image_tags(c)
-    values = dataclasses.asdict(cluster)
+    values = {field.name: getattr(cluster, field.name) for field in dataclasses.fields(cluster)}  # HostSpecs kept whole
     values["project"] = project or cluster.project
     if not values.pop("expose_beyond_loopback") and not is_loopback(cluster.bind_address):
         raise Exit(

@@ -69,7 +69,8 @@ def host_cpus(client: docker.DockerClient) -> int:
 class Cluster:
     def __init__(self, shape: ClusterShape, client: docker.DockerClient):
         self.shape = shape
-        self.client = client
+        self.client = client  # where the services and clients run
+        self.source = client  # where the images are built
         self.services, self.warnings = plan(shape, host_cpus(client))
 
     # ---- lookups -------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Cluster:
         missing = []
         for image in {self.shape.hadoop_image, self.shape.spark_image}:
             try:
-                self.client.images.get(image)
+                self.source.images.get(image)
             except docker.errors.ImageNotFound:
                 missing.append(image)
         if missing:
@@ -306,7 +307,7 @@ class Cluster:
 
         mentioning: only those whose command has this word (a run ID), e.g. the driver of a run
         whose `invoke` was killed: the container carries on without it."""
-        selector = {"label": [f"{k}={v}" for k, v in self.shape.labels("client").items()], "status": "running"}
+        selector = {**self.shape.selector_of("client"), "status": "running"}
         containers = self.client.containers.list(filters=selector, ignore_removed=True)
         return [c.name for c in containers if mentioning is None or names_run(c.attrs["Config"].get("Cmd") or [], mentioning)]
 

@@ -108,29 +108,32 @@ def overlay(manager: SwarmHost, name: str, hosts: list[SwarmHost], labels: dict[
 
 
 def copy_image(source: docker.DockerClient, image: str, target: SwarmHost, say: Callable[[str], None] = print) -> str:
-    """The image by ID on target, copied with save/load only when it lacks it; returns the full ID."""
+    """The image by ID on target, copied with save/load only when it lacks it, and tagged; returns the full ID."""
     image_id = source.images.get(image).id
     try:
-        target.client.images.get(image_id)
-        return image_id
+        copied = target.client.images.get(image_id)
     except docker.errors.ImageNotFound:
-        pass
-    started = time.monotonic()
-    for _ in target.client.api.load_image(source.api.get_image(image_id, chunk_size=1 << 20)):
-        pass
-    target.client.images.get(image_id)  # raises if the load did not give the same ID
-    say(f"swarm: {image} copied to {target.name} in {time.monotonic() - started:.0f}s")
+        started = time.monotonic()
+        for _ in target.client.api.load_image(source.api.get_image(image_id, chunk_size=1 << 20)):
+            pass
+        copied = target.client.images.get(image_id)  # raises if the load did not give the same ID
+        say(f"swarm: {image} copied to {target.name} in {time.monotonic() - started:.0f}s")
+    if image not in copied.tags:  # saved by ID, it comes untagged: clients are created by name
+        copied.tag(image)
     return image_id
 
 
-def place(manager: SwarmHost, *, name: str, host: str, image_id: str, network: str, command: list[str], **spec):
-    """One single-replica service pinned to host, reachable on the overlay by its name (dnsrr)."""
+def place(
+    manager: SwarmHost, *, name: str, host: str, image_id: str, network: str, command: list[str], alias: str = "", **spec
+):
+    """One single-replica service pinned to host, reachable on the overlay by its alias (default: its name; dnsrr)."""
+    alias = alias or name
     return manager.client.services.create(
         image=image_id,
-        command=command,
+        args=command,  # Command would replace the image's entrypoint (its config rendering)
         name=name,
-        hostname=name,
-        networks=[NetworkAttachmentConfig(network, aliases=[name])],
+        hostname=alias,
+        networks=[NetworkAttachmentConfig(network, aliases=[alias])],
         endpoint_spec=EndpointSpec(mode="dnsrr"),
         mode=ServiceMode("replicated", replicas=1),
         constraints=[f"node.labels.{HOST_LABEL} == {host}"],

@@ -12,6 +12,8 @@ import re
 import shlex
 import uuid
 
+from cluster.hosts import HostSpec, host_problems, running
+
 PROJECT_LABEL = "dlkit.project"
 SERVICE_LABEL = "dlkit.service"
 
@@ -46,10 +48,20 @@ class ClusterShape:
     spark_history_ui_port: int
     startup_timeout: float
     job_time_limit_hours: float  # a client job still running then is stopped (Cluster.run_client)
+    hosts: tuple[HostSpec, ...]  # empty: one Docker engine; else a swarm over these hosts
+    swarm_address_pool: str  # the overlay's addresses (multi-host only)
 
     @property
     def executors(self) -> int:
+        """Executors per worker."""
         return self.worker_cores // self.executor_cores
+
+    def hosts_running(self, role: str) -> list[HostSpec]:
+        return running(self.hosts, role)
+
+    @property
+    def manager(self) -> HostSpec | None:
+        return next((host for host in self.hosts if host.manager), None)
 
     # ---- names: every container, volume, network, label and selector of a project, here only
     @property
@@ -74,6 +86,10 @@ class ClusterShape:
         """The filter that finds this project's containers, networks and volumes, and nothing else."""
         return {"label": f"{PROJECT_LABEL}={self.project}"}
 
+    def selector_of(self, service: str) -> dict:
+        """The filter that finds one service's containers of this project (a client, a task...)."""
+        return {"label": [f"{key}={value}" for key, value in self.labels(service).items()]}
+
     @property
     def default_fs(self) -> str:
         return f"hdfs://namenode:{NAMENODE_RPC_PORT}"
@@ -97,6 +113,7 @@ class Service:
     volumes: dict[str, str] = dataclasses.field(default_factory=dict)  # volume suffix -> path
     ui_port: int | None = None  # container port of its web UI
     host_port: int = 0  # 0: any free port on the host
+    host: str | None = None  # the HostSpec it is placed on; None: the one engine
 
     def container_name(self, shape: ClusterShape) -> str:
         return shape.container_name(self.name)
@@ -140,6 +157,7 @@ def validate(shape: ClusterShape) -> None:
         port = getattr(shape, key)
         if not 0 <= port <= 65535:
             problems.append(f"cluster.{key}={port} is not a port (0 picks a free one)")
+    problems += host_problems(shape.hosts, shape.datanodes, shape.swarm_address_pool)
     if problems:
         raise TopologyError("the cluster shape cannot work:\n  - " + "\n  - ".join(problems))
 
@@ -225,7 +243,10 @@ def waits_for(shape: ClusterShape, check: str) -> dict[str, str]:
 
 
 def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]:
-    """The services to run, in start order, and warnings (e.g. CPU limits capped to the host)."""
+    """The services to run, in start order, and warnings (e.g. CPU limits capped to the host).
+
+    With cluster.hosts each service is placed (Service.host): one datanode and one worker per
+    host that runs them, named datanode-1.., spark-worker-1.. in the hosts' order."""
     validate(shape)
     warnings = []
     if shape.worker_cores > host_cpus:
@@ -233,16 +254,50 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
             f"the worker offers {shape.worker_cores} cores but the host has {host_cpus}: "
             f"its CPU quota is capped at {host_cpus}, so executors share cores"
         )
-    hadoop_env = hadoop_environment(shape)
-    spark_env = spark_environment(shape)
-    services = [
-        Service(
+    roles = Roles(shape, host_cpus)
+    if not shape.hosts:
+        services = [
+            roles.namenode(),
+            *(roles.datanode(index) for index in range(1, shape.datanodes + 1)),
+            roles.master(),
+            roles.worker("spark-worker"),
+            roles.history(),
+        ]
+        return services, warnings
+
+    def on(role: str) -> str:
+        return shape.hosts_running(role)[0].name
+
+    services = [dataclasses.replace(roles.namenode(), host=on("namenode"))]
+    for index, host in enumerate(shape.hosts_running("datanode"), start=1):
+        services.append(dataclasses.replace(roles.datanode(index), host=host.name))
+    services.append(dataclasses.replace(roles.master(), host=on("spark-master")))
+    for index, host in enumerate(shape.hosts_running("spark-worker"), start=1):
+        worker = roles.worker(f"spark-worker-{index}")
+        # a fixed UI port fits one worker: the others get free ones
+        services.append(dataclasses.replace(worker, host=host.name, host_port=worker.host_port if index == 1 else 0))
+    services.append(dataclasses.replace(roles.history(), host=on("spark-history")))
+    return services, warnings
+
+
+class Roles:
+    """One Service per role, as `plan` places them."""
+
+    def __init__(self, shape: ClusterShape, host_cpus: int):
+        self.shape = shape
+        self.host_cpus = host_cpus
+        self.hadoop_env = hadoop_environment(shape)
+        self.spark_env = spark_environment(shape)
+
+    def namenode(self) -> Service:
+        shape = self.shape
+        return Service(
             name="namenode",
             role="namenode",
             image=shape.hadoop_image,
             command=["hdfs", "namenode"],
-            environment=hadoop_env,
-            cpus=capped(1, host_cpus),
+            environment=self.hadoop_env,
+            cpus=capped(1, self.host_cpus),
             memory_gb=1.5,
             healthcheck=HEALTHCHECK + ["namenode", "9870", str(shape.datanodes)],
             stage=0,
@@ -250,27 +305,26 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
             ui_port=9870,
             host_port=shape.namenode_ui_port,
         )
-    ]
-    for index in range(1, shape.datanodes + 1):
-        services.append(
-            Service(
-                name=f"datanode-{index}",
-                role="datanode",
-                image=shape.hadoop_image,
-                command=["hdfs", "datanode"],
-                environment=hadoop_env,
-                cpus=capped(1, host_cpus),
-                memory_gb=1.0,
-                healthcheck=HEALTHCHECK + ["datanode", "9864"],
-                stage=0,
-                volumes={f"datanode-{index}": "/data"},
-            )
+
+    def datanode(self, index: int) -> Service:
+        return Service(
+            name=f"datanode-{index}",
+            role="datanode",
+            image=self.shape.hadoop_image,
+            command=["hdfs", "datanode"],
+            environment=self.hadoop_env,
+            cpus=capped(1, self.host_cpus),
+            memory_gb=1.0,
+            healthcheck=HEALTHCHECK + ["datanode", "9864"],
+            stage=0,
+            volumes={f"datanode-{index}": "/data"},
         )
-    services += [
-        Service(
+
+    def master(self) -> Service:
+        return Service(
             name="spark-master",
             role="spark-master",
-            image=shape.spark_image,
+            image=self.shape.spark_image,
             command=[
                 "spark-class",
                 "org.apache.spark.deploy.master.Master",
@@ -281,23 +335,26 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                 "--webui-port",
                 "8080",
             ],
-            environment=spark_env,
-            cpus=capped(1, host_cpus),
+            environment=self.spark_env,
+            cpus=capped(1, self.host_cpus),
             memory_gb=1.0,
             healthcheck=HEALTHCHECK + ["spark-master", "8080"],
             stage=0,
             ui_port=8080,
-            host_port=shape.spark_master_ui_port,
-        ),
-        Service(
-            name="spark-worker",
+            host_port=self.shape.spark_master_ui_port,
+        )
+
+    def worker(self, name: str) -> Service:
+        shape = self.shape
+        return Service(
+            name=name,
             role="spark-worker",
             image=shape.spark_image,
             command=[
                 "spark-class",
                 "org.apache.spark.deploy.worker.Worker",
                 "--host",
-                "spark-worker",
+                name,
                 "--webui-port",
                 "8081",
                 "--cores",
@@ -308,32 +365,33 @@ def plan(shape: ClusterShape, host_cpus: int) -> tuple[list[Service], list[str]]
                 "/opt/spark/work",
                 shape.master_url,
             ],
-            environment={**spark_env, **waits_for(shape, f"port spark-master:{SPARK_MASTER_PORT}")},
-            cpus=capped(shape.worker_cores, host_cpus),
+            environment={**self.spark_env, **waits_for(shape, f"port spark-master:{SPARK_MASTER_PORT}")},
+            cpus=capped(shape.worker_cores, self.host_cpus),
             memory_gb=shape.worker_container_memory_gb,
-            healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", "spark-worker", str(shape.worker_cores)],
+            healthcheck=HEALTHCHECK + ["spark-worker", "http://spark-master:8080", name, str(shape.worker_cores)],
             stage=0,
             ui_port=8081,
             host_port=shape.spark_worker_ui_port,
-        ),
-        Service(
+        )
+
+    def history(self) -> Service:
+        shape = self.shape
+        return Service(
             name="spark-history",
             role="spark-history",
             image=shape.spark_image,
             command=["spark-class", "org.apache.spark.deploy.history.HistoryServer"],
             environment={
-                **spark_env,
+                **self.spark_env,
                 **waits_for(
                     shape,
                     "http " + shlex.quote(f"http://namenode:9870/webhdfs/v1{HDFS_EVENTS_DIR}?op=GETFILESTATUS&user.name=spark"),
                 ),
             },
-            cpus=capped(1, host_cpus),
+            cpus=capped(1, self.host_cpus),
             memory_gb=1.0,
             healthcheck=HEALTHCHECK + ["http", "http://localhost:18080/api/v1/applications"],
             stage=0,
             ui_port=18080,
             host_port=shape.spark_history_ui_port,
-        ),
-    ]
-    return services, warnings
+        )

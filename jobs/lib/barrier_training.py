@@ -11,6 +11,7 @@ from the chief's last whole checkpoint (jobs/lib/resume.py).
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 from jobs.lib import placement, resume
@@ -143,6 +144,7 @@ def train_fn(config: dict):
     train_fetched = sorted(f for f in input_pipeline.FETCHES if f in config["train_records"])
     evidence = {
         "worker": worker,
+        "host": socket.gethostname(),  # the Spark worker it ran on (its container's name on the network)
         "cpus": cpus,
         "peak_rss_mb": placement.peak_rss_mb(),
         "train_files": train_fetched,
@@ -181,7 +183,7 @@ def train_fn(config: dict):
         "gradient_dtype": config["gradient_dtype"],
         "steps_per_epoch": config["steps_per_epoch"],
         **training_summary(history.rows, test_loss, test_accuracy, train_seconds),
-        "workers": [{key: e[key] for key in ("worker", "cpus", "peak_rss_mb")} for e in everyone],
+        "workers": [{key: e[key] for key in ("worker", "host", "cpus", "peak_rss_mb")} for e in everyone],
         "step_phases": evidence.get("step_phases"),
         **resume.summary(attempts),
         "marks": marks,

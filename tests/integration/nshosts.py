@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import docker.errors
 
 DATA_ROOT = Path("/var/lib/dlkit-nshosts")
 PREFIX = "dkns"  # every namespace, link and exec root made here starts with it
@@ -166,9 +167,18 @@ def ip_counters(host: NamespaceHost) -> dict[str, int]:
     return dict(zip(names[1:], map(int, values[1:])))
 
 
+def keep_only_images(host: NamespaceHost, image_ids: set[str]) -> None:
+    """Images of earlier builds removed from the host's kept store: each rebuild would add a copy."""
+    client = host.client()
+    for image in client.images.list(all=True):
+        if image.id not in image_ids:
+            with contextlib.suppress(docker.errors.APIError):  # a parent layer of a kept one: goes with it later
+                client.images.remove(image.id, force=True)
+
+
 def start_dockerd(host: NamespaceHost) -> None:
-    # an earlier run's swarm and networks would come back with it: only the image store is kept
-    for state in ("swarm", "network", "containers"):
+    # an earlier run's swarm, networks and volumes would come back with it: only the image store is kept
+    for state in ("swarm", "network", "containers", "volumes"):
         shutil.rmtree(host.data_root / state, ignore_errors=True)
     config = host.data_root.with_suffix(".json")
     config.write_text("{}")  # not /etc/docker/daemon.json, which is the machine's daemon's

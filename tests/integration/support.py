@@ -25,6 +25,7 @@ from cli.settings import cluster_shape  # noqa: E402
 from cluster.lifecycle import DRIVER, Cluster, JobTimeLimit  # noqa: E402
 from cluster.topology import PROJECT_LABEL  # noqa: E402
 from jobs.lib import result as result_line  # noqa: E402
+from jobs.train_cnn import TrainArgs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,3 +152,21 @@ def readable(path):
             break
         parent.chmod(parent.stat().st_mode | 0o055)
     return path
+
+
+def train(cluster, target, source, **fields) -> tuple[int, str]:
+    """jobs/train_cnn.py run directly, with its arguments built as the kit builds them (fields override)."""
+    args = TrainArgs(
+        **{
+            "data": target,
+            "runs": cluster.shape.default_fs + "/runs",
+            "cores_per_slot": 2,
+            "batch_per_worker": 16,
+            "recipe": "paper",
+            "gradient_dtype": "float32",
+            "attempts": 1,
+            "recovery_wait": 20.0,
+            **fields,
+        }
+    )
+    return run_job(cluster, "/opt/dlkit/jobs/train_cnn.py", args.to_argv(), source)

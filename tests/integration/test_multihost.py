@@ -3,16 +3,24 @@ substrate the multi-host cluster stands on, proven with the kit's own image and 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
+import re
+import subprocess
+import sys
+import time
 
 import pytest
 
 from cli.settings import cluster_shape
 from cluster import swarm
+from cluster.hosts import HostSpec
 from cluster.lifecycle import exec_bounded
+from cluster.multihost import MultiHostCluster
+from cluster.topology import SERVICE_LABEL
 from tests.integration import nshosts
-from tests.integration.support import kit_context
+from tests.integration.support import ROOT, SHARDS, SOURCE, kit_context, result_of, run_job, shape_for_tests, train
 
 pytestmark = pytest.mark.multihost
 
@@ -94,4 +102,167 @@ def test_two_namespace_hosts_form_a_swarm_whose_overlay_carries_full_size_packet
         f"multihost: 2 swarm nodes on namespace hosts (link MTU {nshosts.LINK_MTU}, overlay {overlay_mtu}); "
         f"{BLOB_MB} MB from h1 to h2 over the overlay in {fetched['seconds']:.2f}s "
         f"({BLOB_MB / fetched['seconds']:.0f} MB/s, MSS {fetched['mss']})"
+    )
+
+
+# h1 is the manager and runs what exists once; each host runs a datanode and a worker
+ROLES = {"h1": ("namenode", "spark-master", "spark-history", "datanode", "spark-worker"), "h2": ("datanode", "spark-worker")}
+BLOCK_BYTES = 16 << 20  # the 64 MB file in 4 blocks: each placed on its own
+# small enough for two hosts on one 2-core machine: a worker of one 1-core executor per host
+SMALL = {
+    "datanodes": 2,
+    "replication": 2,
+    "worker_cores": 1,
+    "executor_cores": 1,
+    "worker_memory_gb": 2,
+    "executor_memory_gb": 2,
+    "worker_container_memory_gb": 3,
+}
+UI_PAGES = {"namenode": "/dfshealth.html"}
+RUN_FILES = {"settings.json", "attempts.json", "progress.jsonl", "final_model.keras", "metrics.json", "sharding.json"}
+MD5 = re.compile(r"\b[0-9a-f]{32}\b")
+REPLICA = re.compile(r"DatanodeInfoWithStorage\[([0-9.]+):")
+
+
+def blob_script(size_mb: int) -> str:
+    """In the namenode container: a file of random bytes written to HDFS with replication 2; its md5."""
+    return (
+        f"set -e; head -c {size_mb << 20} /dev/urandom > /tmp/blob; "
+        f"hdfs dfs -D dfs.replication=2 -D dfs.blocksize={BLOCK_BYTES} -put -f /tmp/blob /blob; "
+        "md5sum < /tmp/blob | cut -d' ' -f1; rm /tmp/blob"
+    )
+
+
+def stale_datanodes(cluster) -> int:
+    state = cluster.fetch_json("namenode", "http://localhost:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState")
+    return state["beans"][0]["NumStaleDataNodes"]
+
+
+def overlay_address(container, network: str) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+
+
+def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_on_each(docker_client, source, tmp_path):
+    why_not = nshosts.usable()
+    assert why_not is None, why_not  # CI runs as root with nsenter: never skipped there
+    base = shape_for_tests()
+    keep = {docker_client.images.get(image).id for image in (base.hadoop_image, base.spark_image)}
+    with nshosts.namespace_hosts(2) as made:
+        for host in made:
+            nshosts.keep_only_images(host, keep)
+        specs = tuple(
+            HostSpec(h.name, h.socket, h.address, ROLES[h.name], manager=h.name == "h1", mtu=nshosts.LINK_MTU) for h in made
+        )
+        shape = dataclasses.replace(base, hosts=specs, **SMALL)
+        config = tmp_path / "hosts.yaml"  # the user's way: invoke.yaml's cluster section, overridden
+        config.write_text(json.dumps({"cluster": {**SMALL, "hosts": [dataclasses.asdict(spec) for spec in specs]}}))
+
+        def kit(*args: str) -> str:
+            command = [sys.executable, "-m", "invoke", "-f", str(config), *args, "--project", shape.project]
+            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+            assert done.returncode == 0, f"{args}: {(done.stdout + done.stderr)[-4000:]}"
+            return done.stdout
+
+        cluster = MultiHostCluster(shape, docker_client)
+        say = lambda line: print(f"[multihost] {line}")  # noqa: E731
+        try:
+            started = time.monotonic()
+            say(kit("up"))
+            report = json.loads(kit("status", "--json"))
+            up_seconds = time.monotonic() - started
+            placed = {  # found on each engine by label, not through the cluster's own lookup
+                c.labels[SERVICE_LABEL]: h.name for h in made for c in h.client().containers.list(filters=shape.selector)
+            }
+            namenode = cluster.container("namenode")
+            code, output = exec_bounded(namenode, ["sh", "-c", blob_script(BLOB_MB)], 240, "writing the 64 MB file")
+            assert code == 0, output.decode(errors="replace")[-2000:]
+            written_md5 = MD5.findall(output.decode())[-1]  # after the hdfs client's log lines
+            fsck = cluster.hdfs(["fsck", "/blob", "-files", "-blocks", "-locations"])
+            datanodes = [s for s in cluster.services if s.role == "datanode"]
+            datanode_host = {overlay_address(cluster.container(s.name), shape.network): s.host for s in datanodes}
+            replicas = [
+                sorted(datanode_host.get(address, address) for address in REPLICA.findall(line))
+                for line in fsck.splitlines()
+                if "blk_" in line and "DatanodeInfoWithStorage" in line
+            ]
+            # datanode-1 (beside the namenode, on h1) gone: every block must come from h2
+            [datanode_1] = [s for s in cluster.swarm_services() if s.name == shape.container_name("datanode-1")]
+            datanode_1.scale(0)
+            deadline = time.monotonic() + 60
+            while cluster.container("datanode-1") is not None and cluster.container("datanode-1").status == "running":
+                assert time.monotonic() < deadline, "datanode-1's task still runs 60 s after its service was scaled to 0"
+                time.sleep(0.5)  # the engine stops the task within its grace period
+            # until the namenode calls it stale (10 s of silence), a read may try it first and wait out a
+            # 60 s connect timeout: no host answers for an address that is gone
+            deadline = time.monotonic() + 60
+            while stale_datanodes(cluster) < 1:
+                assert time.monotonic() < deadline, "the namenode did not call datanode-1 stale within 60 s"
+                time.sleep(0.5)  # the namenode's heartbeat check runs every few seconds
+            fragmented_before = {h.name: nshosts.ip_counters(h)["FragCreates"] for h in made}
+            reading = time.monotonic()
+            code, output = exec_bounded(namenode, ["sh", "-c", "hdfs dfs -cat /blob | md5sum"], 240, "reading the file back")
+            read_seconds = time.monotonic() - reading
+            fragmented = {h.name: nshosts.ip_counters(h)["FragCreates"] - fragmented_before[h.name] for h in made}
+            assert code == 0, output.decode(errors="replace")[-2000:]
+            read_md5 = MD5.findall(output.decode())[-1]
+            healed = cluster.up(say=say)  # the scaled-down datanode back
+            pages = {  # from inside h1, whose loopback the UIs are published on
+                entry["name"]: nshosts.run(
+                    "nsenter", f"--net=/run/netns/{made[0].netns}", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                    "--max-time", "20", entry["ui"] + UI_PAGES.get(entry["name"], "/"),
+                ).stdout
+                for entry in healed["services"]
+                if entry["ui"]
+            }  # fmt: skip
+            target = shape.default_fs + "/data/cifar10-multihost"
+            stage_args = ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)]
+            code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py", stage_args, source)
+            assert code == 0, output[-4000:]
+            code, output = train(cluster, target, source, run_id="it-multihost", slots=2, cores_per_slot=1, epochs=1)
+            assert code == 0, output[-4000:]
+            trained = result_of(output)
+            sharding = json.loads(cluster.hdfs(["dfs", "-cat", "/runs/it-multihost/sharding.json"]))
+            run_folder = {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs/it-multihost")}
+            say(kit("down", "--volumes"))  # it fails when anything is left on any engine
+            left = cluster.leftovers()
+        finally:
+            cluster.down(volumes=True, say=say)  # after a failure: nothing left on the daemons' data roots
+
+    assert placed == {**{s.name: s.host for s in cluster.services}, "ui": "h1"}, placed  # the UI forwarder on the manager
+    assert {s["name"]: (s["state"], s["health"]) for s in report["services"]} == {
+        s.name: ("running", "healthy") for s in cluster.services
+    }, report["services"]
+    assert report["hdfs"]["live_datanodes"] == 2, report["hdfs"]
+    workers = {w["host"]: (w["state"], w["cores"]) for w in report["spark"]["workers"]}
+    assert workers == {"spark-worker-1": ("ALIVE", 1), "spark-worker-2": ("ALIVE", 1)}, report["spark"]
+    assert len(replicas) == 4 and all(hosts == ["h1", "h2"] for hosts in replicas), fsck
+    assert read_md5 == written_md5
+    assert fragmented == {"h1": 0, "h2": 0}, fragmented
+    assert healed["hdfs"]["live_datanodes"] == 2 and all(s["health"] == "healthy" for s in healed["services"]), healed
+    assert pages == {
+        "namenode": "200",
+        "spark-master": "200",
+        "spark-worker-1": "200",
+        "spark-worker-2": "200",
+        "spark-history": "200",
+    }
+    worker_host = {s.name: s.host for s in cluster.services if s.role == "spark-worker"}
+    assert {worker_host[e["host"]] for e in sharding} == {"h1", "h2"}, sharding  # one slot on each host
+    first, second = (set(e["train_files"]) for e in sharding)
+    assert first and second and not first & second and len(first | second) == SHARDS, sharding
+    assert {
+        "settings.json",
+        "attempts.json",
+        "progress.jsonl",
+        "final_model.keras",
+        "metrics.json",
+        "sharding.json",
+    } <= run_folder
+    assert trained["slots"] == 2 and trained["epochs_run"] == 1, trained
+    assert left == {"services": [], "networks": [], "containers": [], "volumes": []}, left
+    print(
+        f"multihost: kit up over 2 namespace hosts in {up_seconds:.0f}s; 4 blocks with a replica on each host, read back "
+        f"in {read_seconds:.1f}s with datanode-1 gone; "
+        f"2 slots on 2 hosts: {trained.get('steady_images_per_second')} images/s"
     )

@@ -10,26 +10,7 @@ import time
 
 import pytest
 
-from jobs.train_cnn import TrainArgs
-from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job
-
-TRAIN = "/opt/dlkit/jobs/train_cnn.py"
-
-
-def train(cluster, target, source, **fields) -> tuple[int, str]:
-    """jobs/train_cnn.py run directly, with its arguments built as the kit builds them."""
-    args = TrainArgs(
-        data=target,
-        runs=cluster.shape.default_fs + "/runs",
-        cores_per_slot=2,
-        batch_per_worker=16,
-        recipe="paper",
-        gradient_dtype="float32",
-        attempts=1,
-        recovery_wait=20.0,
-        **fields,
-    )
-    return run_job(cluster, TRAIN, args.to_argv(), source)
+from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job, train
 
 
 def hdfs_json(cluster, path: str):

@@ -17,7 +17,7 @@ def configuration(slots, rate, **extra):
         "steady_images_per_second": rate,
         "startup_seconds": 20.0,
         "resources": {},
-        "workers": [{"worker": w, "cpus": [w], "peak_rss_mb": 900.0} for w in range(slots)],
+        "workers": [{"worker": w, "host": f"spark-worker-{w + 1}", "cpus": [w], "peak_rss_mb": 900.0} for w in range(slots)],
         "executor_jvm_peak_mb": {"0": 300.0},
         **extra,
     }
@@ -44,7 +44,7 @@ def test_the_report_sets_the_widest_run_against_the_host_ceiling_and_lists_memor
     text = report_markdown(results)
     assert "| 2 slot(s) x 1 core(s) | 0.5000 | 1.2000 | 30.0 | 2 | 10.0 / 8.0 | 450.0 | 1.5 | 0.75 |" in text
     assert "reaches 0.900 of it" in text
-    assert "| 2 slot(s) x 1 core(s) | 1 | [1] | 900.0 | 0: 300.0 |" in text
+    assert "| 2 slot(s) x 1 core(s) | 1 | spark-worker-2 | [1] | 900.0 | 0: 300.0 |" in text  # where each slot ran
     assert "CPU steal" not in text  # nothing measured, nothing claimed
 
 

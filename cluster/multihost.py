@@ -238,7 +238,10 @@ class MultiHostCluster(Cluster):
         for container in self.containers():
             attempt(f"container {container.name}", lambda c=container: c.remove(force=True))
         for network in self.client.networks.list(filters=self.shape.selector):
-            attempt(f"network {network.name}", lambda n=network: self._once_free(n.remove))
+            attempt(
+                f"network {network.name}",
+                lambda n=network: self._once_free(n.remove, gone=lambda: not self.client.networks.list(filters={"id": n.id})),
+            )
         if volumes:
             for name, host in self.hosts.items():
                 for volume in host.client.volumes.list(filters=self.shape.selector):
@@ -246,14 +249,16 @@ class MultiHostCluster(Cluster):
                     attempt(f"volume {volume.name} on {name}", lambda v=volume: self._once_free(lambda: v.remove(force=True)))
         return failed
 
-    def _once_free(self, remove) -> None:
+    def _once_free(self, remove, gone=lambda: True) -> None:
         """Remove what a removed service's task still holds (the overlay, a volume): the engines take its
-        containers away in their own time, so theirs are removed here too, until REMOVAL_SECONDS."""
+        containers away in their own time, so theirs are removed here too, until REMOVAL_SECONDS.
+        gone() tells when the removal has taken effect (the swarm removes an overlay asynchronously)."""
         deadline = time.monotonic() + REMOVAL_SECONDS
         while True:
             try:
                 remove()
-                return
+                if gone():
+                    return
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError:  # in use (409) or with active endpoints (403)
@@ -262,7 +267,9 @@ class MultiHostCluster(Cluster):
                 for container in self.containers():
                     with contextlib.suppress(docker.errors.NotFound):
                         container.remove(force=True)
-                time.sleep(0.5)  # within the bounded wait above
+            if time.monotonic() > deadline:
+                return  # leftovers() names what is still there
+            time.sleep(0.5)  # within the bounded wait above
 
     def leftovers(self) -> dict[str, list[str]]:
         selector = self.shape.selector

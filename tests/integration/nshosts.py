@@ -27,6 +27,8 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from cluster.topology import PROJECT_LABEL, SERVICE_LABEL
+
 DATA_ROOT = Path("/var/lib/dlkit-nshosts")
 PREFIX = "dkns"  # every namespace, link and exec root made here starts with it
 SUBNET = "198.18.0"  # RFC 2544 benchmark addresses: clear of Docker's pools and the host's LAN
@@ -292,3 +294,63 @@ def remove_leftovers() -> None:
     for name in run("ip", "netns", "list").stdout.split():
         if name.startswith(PREFIX):
             run("ip", "netns", "del", name, check=False)
+
+
+def hosts_config(hosts: list[NamespaceHost], roles: dict[str, tuple[str, ...]], cluster: dict) -> dict:
+    """invoke.yaml's cluster section for these hosts (h1 the manager): what a user's hosts file holds."""
+    entries = [
+        {
+            "name": h.name,
+            "endpoint": h.socket,
+            "address": h.address,
+            "manager": h.name == "h1",
+            "mtu": LINK_MTU,
+            "runs": list(roles[h.name]),
+        }
+        for h in hosts
+    ]
+    return {"cluster": {**cluster, "hosts": entries}}
+
+
+def give_workers_their_cpus(hosts: list[NamespaceHost], project: str) -> dict[str, str]:
+    """Namespace hosts share one machine's CPUs: each host's worker gets CPU k of its own (h1: 0, h2: 1...),
+    as a real host's worker has its machine's, so slot 0 of every host does not pin to the same CPU."""
+    cpus = os.cpu_count() or 1
+    given = {}
+    for index, host in enumerate(hosts):
+        for container in host.client().containers.list(filters={"label": f"{PROJECT_LABEL}={project}"}):
+            if container.labels.get(SERVICE_LABEL, "").startswith("spark-worker"):
+                container.update(cpuset_cpus=str(index % cpus))
+                given[container.labels[SERVICE_LABEL]] = str(index % cpus)
+    return given
+
+
+def main(argv: list[str]) -> int:
+    """python -m tests.integration.nshosts PROJECT ROLES_JSON CLUSTER_JSON -- COMMAND...
+
+    Two (or more) namespace hosts, the kit's `up` on them with a hosts file ($NSHOSTS_CONFIG),
+    each worker given a CPU of its own, COMMAND run in a shell (e.g. `invoke -f $NSHOSTS_CONFIG
+    bench --project $NSHOSTS_PROJECT ...`), then `down --volumes` and the hosts removed. For
+    figures by hand, such as a bench across hosts; the tests use namespace_hosts directly."""
+    import json
+    import sys
+
+    project, roles, cluster = argv[0], json.loads(argv[1]), json.loads(argv[2])
+    command = argv[argv.index("--") + 1 :]
+    with namespace_hosts(len(roles)) as hosts:
+        config = DATA_ROOT / "hosts.yaml"
+        config.write_text(json.dumps(hosts_config(hosts, roles, cluster)))
+        kit = [sys.executable, "-m", "invoke", "-f", str(config)]
+        env = {**os.environ, "NSHOSTS_CONFIG": str(config), "NSHOSTS_PROJECT": project}
+        try:
+            subprocess.run([*kit, "up", "--project", project], check=True)
+            print(f"nshosts: workers' CPUs {give_workers_their_cpus(hosts, project)}", flush=True)
+            return subprocess.run(["bash", "-c", " ".join(command)], env=env).returncode
+        finally:
+            subprocess.run([*kit, "down", "--volumes", "--project", project])
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))

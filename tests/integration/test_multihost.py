@@ -156,7 +156,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
         )
         shape = dataclasses.replace(base, hosts=specs, **SMALL)
         config = tmp_path / "hosts.yaml"  # the user's way: invoke.yaml's cluster section, overridden
-        config.write_text(json.dumps({"cluster": {**SMALL, "hosts": [dataclasses.asdict(spec) for spec in specs]}}))
+        config.write_text(json.dumps(nshosts.hosts_config(made, ROLES, SMALL)))
 
         def kit(*args: str) -> str:
             command = [sys.executable, "-m", "invoke", "-f", str(config), *args, "--project", shape.project]
@@ -170,6 +170,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             started = time.monotonic()
             say(kit("up"))
             report = json.loads(kit("status", "--json"))
+            nshosts.give_workers_their_cpus(made, shape.project)  # the 2-slot run's workers on different CPUs
             up_seconds = time.monotonic() - started
             placed = {  # found on each engine by label, not through the cluster's own lookup
                 c.labels[SERVICE_LABEL]: h.name for h in made for c in h.client().containers.list(filters=shape.selector)

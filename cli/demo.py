@@ -70,7 +70,7 @@ def choose_backend(c, project, embedded: bool, phases: PhaseClock):
             return embedded_backend(c)
     cluster = open_cluster(c, project)
     with phases("images"):
-        ensure_images(c, cluster.client)
+        ensure_images(c, cluster.source)
     with phases("cluster up"):
         bring_up(c, cluster)
     return ClusterBackend(c, project, cluster=cluster)

@@ -25,6 +25,7 @@ from cli.cluster import PROJECT_DIR, ready_cluster
 from cli.progress import JobOutput, job_log
 from cli.settings import cluster_shape, kit_settings
 from cluster.lifecycle import DRIVER, STOP_SECONDS, ClusterError, JobTimeLimit, diagnose, host_cpus
+from cluster.topology import SERVICE_LABEL
 from jobs.lib import result as result_line
 
 
@@ -101,10 +102,13 @@ SAMPLE_SECONDS = 5.0  # Docker's stats stream (one sample a second per container
 
 
 class ResourceSampler:
-    """CPU % and memory of every container of the project, from one-shot Docker stats every few seconds."""
+    """CPU % and memory of every container of the project, from one-shot Docker stats every few seconds.
 
-    def __init__(self, client, shape):
-        self.client, self.shape = client, shape
+    cluster.containers() finds them on every engine (several hosts: each service's task on its own);
+    a service's samples go under its name, a client's under its container's."""
+
+    def __init__(self, cluster):
+        self.cluster, self.shape = cluster, cluster.shape
         self.samples: dict[str, list[tuple[float, float]]] = {}
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
@@ -124,16 +128,22 @@ class ResourceSampler:
                 if previous and now[1] > previous[1] and now[0] >= previous[0]:
                     percent = 100.0 * (now[0] - previous[0]) / (now[1] - previous[1]) * cpus
                 memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
-                self.samples.setdefault(container.name, []).append((percent, memory))
+                self.samples.setdefault(self.shown_as(container), []).append((percent, memory))
                 previous = now
                 self.stop.wait(SAMPLE_SECONDS)
         except Exception:  # the container went away (a finished client): its samples stay
             return
 
+    def shown_as(self, container) -> str:
+        service = container.labels.get(SERVICE_LABEL, "")
+        if service and service != "client":  # a swarm task's container is named <service>.1.<task ID>
+            return self.shape.container_name(service)
+        return container.name
+
     def _discover(self) -> None:
         while True:
-            for container in self.client.containers.list(filters=self.shape.selector):
-                if container.name not in self.watched:
+            for container in self.cluster.containers():
+                if container.status == "running" and container.name not in self.watched:
                     self.watched.add(container.name)
                     thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
                     thread.start()
@@ -211,7 +221,7 @@ class ClusterBackend:
         return host_cpus(self.cluster.client)
 
     def sampler(self):
-        return ResourceSampler(self.cluster.client, self.cluster.shape)
+        return ResourceSampler(self.cluster)
 
 
 def hdfs_path(url: str) -> str:

@@ -14,6 +14,7 @@ import typing
 
 from invoke import Context, Exit
 from invoke.env import Environment
+from invoke.exceptions import UncastableEnvVar
 
 from cluster.hosts import HostSpec
 from cluster.topology import ClusterShape
@@ -33,7 +34,7 @@ def keep_uncastable_env_values_as_text() -> None:
     def cast(self, old, new):
         try:
             return original(self, old, new)
-        except ValueError:
+        except (ValueError, UncastableEnvVar):  # the latter: a list setting (cluster.hosts) set from a variable
             return new
 
     setattr(cast, "lenient", True)
@@ -162,13 +163,16 @@ def host_specs(value) -> tuple[HostSpec, ...]:
     if value in (None, "", []):
         return ()
     if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
-        raise Exit("kit: setting cluster.hosts must be a list of hosts, each a mapping (name, endpoint, address, runs...)")
+        raise Exit(
+            "kit: setting cluster.hosts must be a list of hosts, each a mapping (name, endpoint, address, runs...): "
+            "set it in invoke.yaml or a file given with -f, not in a variable"
+        )
     fields = {f.name: f for f in dataclasses.fields(HostSpec)}
     required = [name for name, f in fields.items() if f.default is dataclasses.MISSING]
     hosts = []
     for index, entry in enumerate(value):
         where = f"cluster.hosts[{index}]"
-        unknown = sorted(set(entry) - set(fields))
+        unknown = sorted(map(str, set(entry) - set(fields)))
         missing = [name for name in required if name not in entry]
         if unknown or missing:
             raise Exit(
@@ -182,10 +186,9 @@ def host_specs(value) -> tuple[HostSpec, ...]:
         runs = entry["runs"]
         if isinstance(runs, str) or not isinstance(runs, list):
             raise Exit(f"kit: setting {where}.runs = {runs!r} must be a list of roles, e.g. [datanode, spark-worker]")
-        try:
-            mtu = int(entry.get("mtu", fields["mtu"].default))
-        except (TypeError, ValueError):
-            raise Exit(f"kit: setting {where}.mtu = {entry['mtu']!r} is not an integer") from None
+        mtu = entry.get("mtu", fields["mtu"].default)
+        if isinstance(mtu, bool) or not isinstance(mtu, int):
+            raise Exit(f"kit: setting {where}.mtu = {mtu!r} is not an integer (bytes, e.g. 1500)")
         manager = entry.get("manager", fields["manager"].default)
         if not isinstance(manager, bool):
             raise Exit(f"kit: setting {where}.manager = {manager!r} must be true or false")

@@ -48,10 +48,19 @@ def host_problems(hosts: tuple[HostSpec, ...], datanodes: int, address_pool: str
             problems.append(f"{where}.runs has {', '.join(unknown)}: roles are {', '.join(ROLES)}")
         if len(set(host.runs)) != len(host.runs):
             problems.append(f"{where}.runs names a role twice: a host runs at most one datanode and one worker")
+        try:
+            ipaddress.IPv4Address(host.address)
+        except ValueError:
+            problems.append(f"{where}.address={host.address!r}: give its IPv4 address on the hosts' network")
         if not 1280 <= host.mtu <= 65535:
             problems.append(f"{where}.mtu={host.mtu}: an IPv4 link's MTU, 1280 to 65535")
-    if len(set(names)) != len(names):
-        problems.append(f"cluster.hosts: names repeat ({', '.join(names)}): each host needs its own")
+    for what, values in (
+        ("names", names),
+        ("endpoints", [h.endpoint for h in hosts]),
+        ("addresses", [h.address for h in hosts]),
+    ):
+        if len(set(values)) != len(values):
+            problems.append(f"cluster.hosts: {what} repeat ({', '.join(values)}): each host needs its own")
     managers = [host.name for host in hosts if host.manager]
     if len(managers) != 1:
         problems.append(

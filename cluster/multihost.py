@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import threading
 import time
 from pathlib import Path
 
 import docker
 import docker.errors
+import requests
 from docker.types import Mount, Resources, RestartPolicy
 
 from cluster import swarm, ui_forwarder
 from cluster.hosts import HostSpec
 from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus
 from cluster.readiness import wait_healthy
-from cluster.topology import PROJECT_LABEL, ClusterShape, Service, plan
+from cluster.topology import PROJECT_LABEL, ClusterShape, Service, plan, validate
 
 ENGINE_SECONDS = 300  # one engine API call (an image load is one)
 UI_LISTEN_BASE = 20000  # the forwarder's own ports, one per UI
@@ -52,6 +54,7 @@ def open_cluster(shape: ClusterShape, client: docker.DockerClient) -> Cluster:
 
 class MultiHostCluster(Cluster):
     def __init__(self, shape: ClusterShape, client: docker.DockerClient, connect=connect):
+        validate(shape)  # a wrong cluster.hosts is named before any host is asked
         self.shape = shape
         self.source = client  # the engine the images are built in
         self.hosts = {spec.name: swarm.SwarmHost(spec.name, connect(spec), spec.address, spec.mtu) for spec in shape.hosts}
@@ -73,12 +76,20 @@ class MultiHostCluster(Cluster):
         if not found:
             return None
         running = [c for c in found if c.status == "running"]
-        return (running or sorted(found, key=lambda c: c.attrs["Created"]))[-1]
+        return sorted(running or found, key=lambda c: c.attrs["Created"])[-1]
 
     def containers(self) -> list:
-        return [c for host in self.hosts.values() for c in host.client.containers.list(all=True, filters=self.shape.selector)]
+        return [
+            c
+            for host in self.hosts.values()
+            for c in host.client.containers.list(all=True, filters=self.shape.selector, ignore_removed=True)
+        ]
 
     def swarm_services(self) -> list:
+        """The project's services; none when the manager is in no swarm (left, or never formed)."""
+        swarm_state = self.client.info()["Swarm"]
+        if swarm_state.get("LocalNodeState") != "active" or not swarm_state.get("ControlAvailable"):
+            return []
         return self.client.services.list(filters={"label": f"{PROJECT_LABEL}={self.shape.project}"})
 
     # ---- up ------------------------------------------------------------------------------
@@ -87,7 +98,7 @@ class MultiHostCluster(Cluster):
         brings a service scaled to nothing back to one task; volumes are kept."""
         try:
             return self._up(say)
-        except (swarm.SwarmError, docker.errors.APIError) as error:
+        except (swarm.SwarmError, docker.errors.DockerException, requests.RequestException) as error:
             raise ClusterError(f"the swarm over {', '.join(self.hosts)} could not be brought up: {error}") from error
 
     def _up(self, say: Say) -> dict:
@@ -99,10 +110,19 @@ class MultiHostCluster(Cluster):
         image_ids = self._copy_images(say)
         network = swarm.overlay(self.manager, self.shape.network, list(self.hosts.values()), self.shape.labels())
         existing = {s.name: s for s in self.swarm_services()}
+        planned = {service.container_name(self.shape) for service in self.services}
+        for name in sorted(set(existing) - planned):  # a host no longer in cluster.hosts, a renamed role
+            say(f"removing service {name}: cluster.hosts no longer places it")
+            existing.pop(name).remove()
         started = time.monotonic()
         placed = []
         for service in self.services:
             found = existing.get(service.container_name(self.shape))
+            if found is not None and not self._current(found, service, image_ids[service.image]):
+                say(f"{service.name}: its image or command changed: recreating it (its volume is kept)")
+                found.remove()
+                self._wait_task_gone(service)
+                found = None
             if found is None:
                 say(f"{service.name}: creating service {service.container_name(self.shape)} on {service.host}")
                 found = swarm.place(
@@ -121,8 +141,7 @@ class MultiHostCluster(Cluster):
             placed.append((service, found))
         containers = []
         for service, found in placed:
-            left = self.shape.startup_timeout - (time.monotonic() - started)
-            task = swarm.running_task(found, max(left, 1))
+            task = swarm.running_task(found, self.shape.startup_timeout - (time.monotonic() - started))
             host, container = swarm.task_container(self.hosts, nodes, task)
             if host != service.host:
                 raise ClusterError(f"{service.name} runs on {host}, not on {service.host} as cluster.hosts places it")
@@ -136,6 +155,34 @@ class MultiHostCluster(Cluster):
             on_healthy={"namenode": lambda: self.prepare_hdfs(say)},
         )
         return self.status()
+
+    @staticmethod
+    def _current(found, service: Service, image_id: str) -> bool:
+        """Whether a running service was made from this image and command (a rebuilt image, a changed setting)."""
+        container_spec = found.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        return container_spec.get("Image", "").split("@")[0] == image_id and container_spec.get("Args") == service.command
+
+    def _wait_task_gone(self, service: Service) -> None:
+        """A removed service's container, which holds its volume, gone from its host (bounded)."""
+        deadline = time.monotonic() + REMOVAL_SECONDS
+        while (container := self.container(service.name)) is not None:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                container.remove(force=True)
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{service.name}: its old container {container.name} on {service.host} is still there")
+            time.sleep(0.5)  # the engine removes it asynchronously
+
+    def restart(self, service: str, say: Say = print) -> dict:
+        """A new task of the service on its host (Swarm's way: restarting its container would have Swarm
+        replace it behind the kit's back); volumes are kept."""
+        found = [s for s in self.swarm_services() if s.name == self.shape.container_name(service)]
+        if not found:
+            raise ClusterError(f"{service} has no service: run './kit up'")
+        started = time.monotonic()
+        found[0].force_update()
+        status = self.up(say)
+        say(f"{service}: restarted, cluster healthy again in {time.monotonic() - started:.1f}s")
+        return status
 
     def service_spec(self, service: Service) -> dict:
         """The swarm service's settings beyond placement: what Cluster.create_kwargs gives a container."""
@@ -161,19 +208,26 @@ class MultiHostCluster(Cluster):
 
     def _ui_forwarder(self, network: str, image_id: str, say: Say) -> None:
         """The UIs on the manager's cluster.bind_address, through a plain container on the overlay."""
-        found = self.client.containers.list(all=True, filters=self.shape.selector_of("ui"))
-        if found:
-            if found[0].status != "running":
-                found[0].start()
-            return
         routes = self.ui_routes()
+        command = [
+            "python3",
+            "-c",
+            Path(ui_forwarder.__file__).read_text(),
+            *(f"{port}={s.name}:{s.ui_port}" for s, port in routes),
+        ]
+        for found in self.client.containers.list(all=True, filters=self.shape.selector_of("ui"), ignore_removed=True):
+            if found.attrs["Config"]["Cmd"] == command and found.attrs["Image"] == image_id:
+                if found.status != "running":
+                    found.start()
+                return
+            found.remove(force=True)  # routes or image changed since it was made
         for service, _ in routes:
             self._check_port_free(service)
         name = self.shape.container_name("ui")
         say(f"ui: forwarding the web UIs to {self.shape.bind_address} on {self.manager.name} ({name})")
         self.client.containers.run(
             image_id,
-            ["python3", "-c", Path(ui_forwarder.__file__).read_text(), *(f"{port}={s.name}:{s.ui_port}" for s, port in routes)],
+            command,
             name=name,
             hostname="ui",
             labels=self.shape.labels("ui"),
@@ -190,8 +244,14 @@ class MultiHostCluster(Cluster):
         needs = {name: {s.image for s in self.services if s.host == name} for name in self.hosts}
         needs[self.manager.name].add(self.shape.spark_image)  # clients run on the manager
 
+        lock = threading.Lock()
+
+        def say_whole(line: str) -> None:  # one line at a time from the copying threads
+            with lock:
+                say(line)
+
         def copy(name: str) -> dict[str, str]:
-            return {image: swarm.copy_image(self.source, image, self.hosts[name], say) for image in sorted(needs[name])}
+            return {image: swarm.copy_image(self.source, image, self.hosts[name], say_whole) for image in sorted(needs[name])}
 
         with concurrent.futures.ThreadPoolExecutor(len(self.hosts)) as pool:
             copied = list(pool.map(copy, self.hosts))
@@ -236,7 +296,7 @@ class MultiHostCluster(Cluster):
             say(f"removing service {service.name}")
             attempt(f"service {service.name}", service.remove)
         for container in self.containers():
-            attempt(f"container {container.name}", lambda c=container: c.remove(force=True))
+            attempt(f"container {container.name}", lambda c=container: self._remove_container(c))
         for network in self.client.networks.list(filters=self.shape.selector):
             attempt(
                 f"network {network.name}",
@@ -249,24 +309,33 @@ class MultiHostCluster(Cluster):
                     attempt(f"volume {volume.name} on {name}", lambda v=volume: self._once_free(lambda: v.remove(force=True)))
         return failed
 
+    @staticmethod
+    def _remove_container(container) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as error:
+            if error.status_code != 409 or "in progress" not in str(error):  # the engine removing it already
+                raise
+
     def _once_free(self, remove, gone=lambda: True) -> None:
         """Remove what a removed service's task still holds (the overlay, a volume): the engines take its
         containers away in their own time, so theirs are removed here too, until REMOVAL_SECONDS.
         gone() tells when the removal has taken effect (the swarm removes an overlay asynchronously)."""
         deadline = time.monotonic() + REMOVAL_SECONDS
-        while True:
-            try:
-                remove()
-                if gone():
+        removed = False
+        while not (removed and gone()):
+            if not removed:
+                try:
+                    remove()
+                    removed = True
+                except docker.errors.NotFound:
                     return
-            except docker.errors.NotFound:
-                return
-            except docker.errors.APIError:  # in use (409) or with active endpoints (403)
-                if time.monotonic() > deadline:
-                    raise
-                for container in self.containers():
-                    with contextlib.suppress(docker.errors.NotFound):
-                        container.remove(force=True)
+                except docker.errors.APIError:  # in use (409) or with active endpoints (403)
+                    if time.monotonic() > deadline:
+                        raise
+                    for container in self.containers():
+                        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):  # going already
+                            container.remove(force=True)
             if time.monotonic() > deadline:
                 return  # leftovers() names what is still there
             time.sleep(0.5)  # within the bounded wait above
@@ -275,11 +344,14 @@ class MultiHostCluster(Cluster):
         selector = self.shape.selector
         found: dict[str, list[str]] = {
             "services": [s.name for s in self.swarm_services()],
-            "networks": [n.name for n in self.client.networks.list(filters=selector)],
+            "networks": [],
             "containers": [],
             "volumes": [],
         }
         for name, host in self.hosts.items():
-            found["containers"] += [f"{c.name} on {name}" for c in host.client.containers.list(all=True, filters=selector)]
+            found["containers"] += [
+                f"{c.name} on {name}" for c in host.client.containers.list(all=True, filters=selector, ignore_removed=True)
+            ]
+            found["networks"] += [f"{n.name} on {name}" for n in host.client.networks.list(filters=selector)]
             found["volumes"] += [f"{v.name} on {name}" for v in host.client.volumes.list(filters=selector)]
         return found

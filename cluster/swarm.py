@@ -116,7 +116,13 @@ def copy_image(source: docker.DockerClient, image: str, target: SwarmHost, say: 
         started = time.monotonic()
         for _ in target.client.api.load_image(source.api.get_image(image_id, chunk_size=1 << 20)):
             pass
-        copied = target.client.images.get(image_id)  # raises if the load did not give the same ID
+        try:
+            copied = target.client.images.get(image_id)
+        except docker.errors.ImageNotFound:
+            raise SwarmError(
+                f"{image} loaded on {target.name} under another ID than {image_id[:19]} (an image store that "
+                "recomputes IDs, such as containerd's?): services name images by ID"
+            ) from None
         say(f"swarm: {image} copied to {target.name} in {time.monotonic() - started:.0f}s")
     if image not in copied.tags:  # saved by ID, it comes untagged: clients are created by name
         copied.tag(image)
@@ -147,7 +153,7 @@ def running_task(service, seconds: float) -> dict:
     last: dict = {}
     while time.monotonic() < deadline:
         service.reload()
-        tasks = service.tasks()
+        tasks = service.tasks(filters={"desired-state": "running"})  # not one being replaced
         for task in tasks:
             if task["Status"]["State"] == "running":
                 return task
@@ -161,5 +167,7 @@ def running_task(service, seconds: float) -> dict:
 
 def task_container(hosts: dict[str, SwarmHost], nodes: dict[str, str], task: dict):
     """The container a task runs in, on whichever host's engine runs it."""
-    host = next(name for name, node in nodes.items() if node == task["NodeID"])
+    host = next((name for name, node in nodes.items() if node == task["NodeID"]), None)
+    if host is None:
+        raise SwarmError(f"a task runs on swarm node {task['NodeID']}, which is none of the hosts {', '.join(nodes)}")
     return host, hosts[host].client.containers.get(task["Status"]["ContainerStatus"]["ContainerID"])

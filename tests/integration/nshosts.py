@@ -341,7 +341,8 @@ def main(argv: list[str]) -> int:
         config = DATA_ROOT / "hosts.yaml"
         config.write_text(json.dumps(hosts_config(hosts, roles, cluster)))
         kit = [sys.executable, "-m", "invoke", "-f", str(config)]
-        env = {**os.environ, "NSHOSTS_CONFIG": str(config), "NSHOSTS_PROJECT": project}
+        path = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"  # the kit's python first, as ./kit does
+        env = {**os.environ, "PATH": path, "NSHOSTS_CONFIG": str(config), "NSHOSTS_PROJECT": project}
         try:
             subprocess.run([*kit, "up", "--project", project], check=True)
             print(f"nshosts: workers' CPUs {give_workers_their_cpus(hosts, project)}", flush=True)

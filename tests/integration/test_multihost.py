@@ -202,7 +202,8 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
                 time.sleep(0.5)  # the namenode's heartbeat check runs every few seconds
             fragmented_before = {h.name: nshosts.ip_counters(h)["FragCreates"] for h in made}
             reading = time.monotonic()
-            code, output = exec_bounded(namenode, ["sh", "-c", "hdfs dfs -cat /blob | md5sum"], 240, "reading the file back")
+            read_back = ["bash", "-o", "pipefail", "-c", "hdfs dfs -cat /blob | md5sum"]  # a failed read fails
+            code, output = exec_bounded(namenode, read_back, 240, "reading the file back")
             read_seconds = time.monotonic() - reading
             fragmented = {h.name: nshosts.ip_counters(h)["FragCreates"] - fragmented_before[h.name] for h in made}
             assert code == 0, output.decode(errors="replace")[-2000:]

@@ -61,6 +61,8 @@ def test_hosts_from_invoke_yaml_become_typed_host_specs_with_mtu_and_manager_def
         ([{**TWO_HOSTS[0], "runs": "datanode"}], "must be a list of roles"),
         ([{**TWO_HOSTS[0], "mtu": "big"}], "mtu = 'big' is not an integer"),
         ([{**TWO_HOSTS[0], "manager": "yes"}], "must be true or false"),
+        ([{**TWO_HOSTS[0], "mtu": True}], "mtu = True is not an integer"),
+        ([{**TWO_HOSTS[0], 7: "x"}], "unknown key"),
     ],
 )
 def test_a_malformed_host_entry_is_named_in_one_line(hosts, message):
@@ -69,7 +71,7 @@ def test_a_malformed_host_entry_is_named_in_one_line(hosts, message):
 
 
 def host(name, *runs, manager=False, **changes):
-    return HostSpec(name, f"ssh://{name}", f"10.0.0.{len(name)}", runs, manager, **changes)
+    return HostSpec(name, f"ssh://{name}", f"10.0.{len(name)}.{ord(name[0])}", runs, manager, **changes)
 
 
 SHAPE = dataclasses.replace(
@@ -114,6 +116,8 @@ def test_services_are_placed_on_their_hosts_one_datanode_and_one_worker_per_host
         ({"hosts": (*SHAPE.hosts, host("dd", mtu=9))}, "mtu=9"),
         ({"hosts": (*SHAPE.hosts, dataclasses.replace(host("dd"), endpoint="dd:2375"))}, "endpoint='dd:2375'"),
         ({"swarm_address_pool": "lan"}, "swarm_address_pool='lan'"),
+        ({"hosts": (*SHAPE.hosts, dataclasses.replace(host("dd"), address="box-d.lan"))}, "give its IPv4 address"),
+        ({"hosts": (*SHAPE.hosts, dataclasses.replace(host("dd"), endpoint="ssh://a"))}, "endpoints repeat"),
     ],
 )
 def test_impossible_hosts_are_refused_before_anything_starts(changes, message):
@@ -139,3 +143,11 @@ def test_each_service_becomes_a_pinned_swarm_service_with_its_volume_limits_and_
     assert spec["resources"]["Limits"] == {"NanoCPUs": 1_000_000_000, "MemoryBytes": 1 << 30}
     assert spec["restart_policy"]["Condition"] == "any"  # liveness by Swarm; readiness by the kit
     assert "healthcheck" not in spec
+
+
+def test_hosts_set_from_a_variable_are_refused_in_one_line(monkeypatch):
+    monkeypatch.setenv("INVOKE_CLUSTER_HOSTS", "box-a,box-b")  # invoke cannot cast text to a list
+    c = project_context()
+    c.config.load_shell_env()
+    with pytest.raises(Exit, match="not in a variable"):
+        cluster_shape(c)

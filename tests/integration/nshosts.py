@@ -178,9 +178,10 @@ def keep_only_images(host: NamespaceHost, image_ids: set[str]) -> None:
                 client.images.remove(image.id, force=True)
 
 
-def start_dockerd(host: NamespaceHost) -> None:
-    # an earlier run's swarm, networks and volumes would come back with it: only the image store is kept
-    for state in ("swarm", "network", "containers", "volumes"):
+def start_dockerd(host: NamespaceHost, fresh: bool = True) -> None:
+    """fresh: an earlier run's swarm, networks and volumes removed (only the image store is kept);
+    else the daemon comes back with its state, as after a crash."""
+    for state in ("swarm", "network", "containers", "volumes") if fresh else ():
         shutil.rmtree(host.data_root / state, ignore_errors=True)
     config = host.data_root.with_suffix(".json")
     config.write_text("{}")  # not /etc/docker/daemon.json, which is the machine's daemon's
@@ -234,6 +235,25 @@ def stop_dockerd(host: NamespaceHost) -> None:
             host.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             host.process.kill()
+    clear_runtime(host)
+
+
+def reboot(host: NamespaceHost) -> float:
+    """The host goes down hard and comes back: its dockerd and every process under it killed, its /run
+    state gone, its disk (the data root: swarm state, volumes, images) kept; dockerd started again.
+    Returns the seconds until the new dockerd answered."""
+    assert host.process is not None
+    host.process.kill()
+    host.process.wait(timeout=30)
+    clear_runtime(host)
+    started = time.monotonic()
+    start_dockerd(host, fresh=False)
+    wait_for_dockerd(host)
+    return time.monotonic() - started
+
+
+def clear_runtime(host: NamespaceHost) -> None:
+    """What a daemon leaves outside its data root: processes, cgroups, mounts, its exec root, socket and pid file."""
     kill_by_exec_root(host.exec_root)
     empty_cgroups(Path(host.exec_root).name)
     unmount_under(host.exec_root, str(host.data_root))

@@ -226,6 +226,12 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             trained = result_of(output)
             sharding = json.loads(cluster.hdfs(["dfs", "-cat", "/runs/it-multihost/sharding.json"]))
             run_folder = {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs/it-multihost")}
+            # h2 goes down hard and comes back (a reboot: its processes and /run gone, its disk kept): up heals it
+            dockerd_back = nshosts.reboot(made[1])
+            healing = time.monotonic()
+            kit("up")
+            heal_seconds = time.monotonic() - healing
+            after_reboot = json.loads(kit("status", "--json"))
             say(kit("down", "--volumes"))  # it fails when anything is left on any engine
             left = cluster.leftovers()
         finally:
@@ -262,9 +268,14 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
         "sharding.json",
     } <= run_folder
     assert trained["slots"] == 2 and trained["epochs_run"] == 1, trained
+    assert {s["name"]: (s["host"], s["state"], s["health"]) for s in after_reboot["services"]} == {
+        s.name: (s.host, "running", "healthy") for s in cluster.services
+    }, after_reboot["services"]
+    assert after_reboot["hdfs"]["live_datanodes"] == 2 and after_reboot["spark"]["alive_workers"] == 2, after_reboot
     assert left == {"services": [], "networks": [], "containers": [], "volumes": []}, left
     print(
         f"multihost: kit up over 2 namespace hosts in {up_seconds:.0f}s; 4 blocks with a replica on each host, read back "
         f"in {read_seconds:.1f}s with datanode-1 gone; "
-        f"2 slots on 2 hosts: {trained.get('steady_images_per_second')} images/s"
+        f"2 slots on 2 hosts: {trained.get('steady_images_per_second')} images/s; h2 rebooted: its dockerd back in "
+        f"{dockerd_back:.1f}s, healed by up in {heal_seconds:.0f}s"
     )

@@ -156,11 +156,15 @@ class MultiHostCluster(Cluster):
         )
         return self.status()
 
-    @staticmethod
-    def _current(found, service: Service, image_id: str) -> bool:
-        """Whether a running service was made from this image and command (a rebuilt image, a changed setting)."""
+    def _current(self, found, service: Service, image_id: str) -> bool:
+        """Whether a running service was made from this image, command and environment (a rebuilt image, a
+        changed setting such as cluster.replication)."""
         container_spec = found.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
-        return container_spec.get("Image", "").split("@")[0] == image_id and container_spec.get("Args") == service.command
+        return (
+            container_spec.get("Image", "").split("@")[0] == image_id
+            and container_spec.get("Args") == service.command
+            and sorted(container_spec.get("Env") or []) == sorted(self.service_spec(service)["env"])
+        )
 
     def _wait_task_gone(self, service: Service) -> None:
         """A removed service's container, which holds its volume, gone from its host (bounded)."""

@@ -151,3 +151,19 @@ def test_hosts_set_from_a_variable_are_refused_in_one_line(monkeypatch):
     c.config.load_shell_env()
     with pytest.raises(Exit, match="not in a variable"):
         cluster_shape(c)
+
+
+def test_up_recreates_a_service_whose_image_command_or_settings_changed():
+    cluster = MultiHostCluster(SHAPE, FakeEngine(), connect=lambda spec: FakeEngine())
+    datanode = cluster.service("datanode-2")
+
+    class Found:
+        def __init__(self, image="sha256:new", args=datanode.command, env=cluster.service_spec(datanode)["env"]):
+            self.attrs = {
+                "Spec": {"TaskTemplate": {"ContainerSpec": {"Image": image, "Args": args, "Env": list(reversed(env))}}}
+            }
+
+    assert cluster._current(Found(), datanode, "sha256:new")
+    assert not cluster._current(Found(image="sha256:old"), datanode, "sha256:new")  # images.build ran since
+    assert not cluster._current(Found(args=["hdfs", "namenode"]), datanode, "sha256:new")
+    assert not cluster._current(Found(env=["HDFS-SITE.XML_dfs.replication=3"]), datanode, "sha256:new")  # a setting changed

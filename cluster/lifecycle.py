@@ -62,6 +62,17 @@ class JobTimeLimit(ClusterError):
         super().__init__(f"{name} ran past its time limit of {seconds:.0f}s and was stopped (its clean-up ran)")
 
 
+def one_line_at_a_time(say: Say) -> Say:
+    """say, for several threads at once: their lines never interleave."""
+    lock = threading.Lock()
+
+    def say_whole(line: str) -> None:
+        with lock:
+            say(line)
+
+    return say_whole
+
+
 def host_cpus(client: docker.DockerClient) -> int:
     return int(client.info().get("NCPU") or 1)
 
@@ -100,12 +111,7 @@ class Cluster:
         for stage in sorted({s.stage for s in self.services}):
             group = [s for s in self.services if s.stage == stage]
             # created and started side by side: each create is a few engine round trips
-            lock = threading.Lock()
-
-            def say_whole(line: str) -> None:  # one line at a time from the starting threads
-                with lock:
-                    say(line)
-
+            say_whole = one_line_at_a_time(say)
             with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
                 for done in [pool.submit(self._start, service, network, say_whole) for service in group]:
                     done.result()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from docker.types import Mount, Resources, RestartPolicy
 
 from cluster import swarm, ui_forwarder
 from cluster.hosts import HostSpec
-from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus
+from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus, one_line_at_a_time
 from cluster.readiness import wait_healthy
 from cluster.topology import PROJECT_LABEL, ClusterShape, Service, plan, validate
 
@@ -248,11 +247,7 @@ class MultiHostCluster(Cluster):
         needs = {name: {s.image for s in self.services if s.host == name} for name in self.hosts}
         needs[self.manager.name].add(self.shape.spark_image)  # clients run on the manager
 
-        lock = threading.Lock()
-
-        def say_whole(line: str) -> None:  # one line at a time from the copying threads
-            with lock:
-                say(line)
+        say_whole = one_line_at_a_time(say)
 
         def copy(name: str) -> dict[str, str]:
             return {image: swarm.copy_image(self.source, image, self.hosts[name], say_whole) for image in sorted(needs[name])}

@@ -154,6 +154,19 @@ def readable(path):
     return path
 
 
+def epochs_reported(cluster, run_id: str) -> int:
+    """The newest whole checkpoint's epoch, from the folder's listing: the namenode alone answers it.
+
+    Reading a file instead (progress.jsonl) is redirected to a datanode, and after a datanode is
+    killed such reads hung for a minute while the run went on to its end."""
+    try:
+        listing = cluster.webhdfs_list(f"/runs/{run_id}.partial/checkpoints")
+    except Exception:  # the namenode busy: not reported yet
+        listing = []
+    names = [entry["pathSuffix"] for entry in listing if entry["type"] == "DIRECTORY"]
+    return max((int(name.removeprefix("epoch-")) for name in names if not name.endswith(".tmp")), default=0)
+
+
 def train(cluster, target, source, **fields) -> tuple[int, str]:
     """jobs/train_cnn.py run directly, with its arguments built as the kit builds them (fields override)."""
     args = TrainArgs(

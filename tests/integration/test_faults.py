@@ -23,6 +23,7 @@ from tests.integration.support import (
     SOURCE,
     TEST_RECORDS,
     TRAIN_PER_BATCH,
+    epochs_reported,
     result_of,
     run_job,
 )
@@ -45,19 +46,6 @@ def hdfs_text(cluster, path: str) -> str | None:
         return cluster.hdfs(["dfs", "-cat", path])
     except Exception:
         return None
-
-
-def epochs_reported(cluster, run_id: str) -> int:
-    """The newest whole checkpoint's epoch, from the folder's listing: the namenode alone answers it.
-
-    Reading a file instead (progress.jsonl) is redirected to a datanode, and after a datanode is
-    killed such reads hung for a minute while the run went on to its end."""
-    try:
-        listing = cluster.webhdfs_list(f"/runs/{run_id}.partial/checkpoints")
-    except Exception:  # the namenode busy: not reported yet
-        listing = []
-    names = [entry["pathSuffix"] for entry in listing if entry["type"] == "DIRECTORY"]
-    return max((int(name.removeprefix("epoch-")) for name in names if not name.endswith(".tmp")), default=0)
 
 
 def attempts_of(cluster, run_id: str) -> list[dict]:

@@ -3,6 +3,7 @@ substrate the multi-host cluster stands on, proven with the kit's own image and 
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import ipaddress
 import json
@@ -20,7 +21,18 @@ from cluster.lifecycle import exec_bounded
 from cluster.multihost import MultiHostCluster
 from cluster.topology import SERVICE_LABEL
 from tests.integration import nshosts
-from tests.integration.support import ROOT, SHARDS, SOURCE, kit_context, result_of, run_job, shape_for_tests, train
+from tests.integration.support import (
+    JOB_TIMEOUT,
+    ROOT,
+    SHARDS,
+    SOURCE,
+    epochs_reported,
+    kit_context,
+    result_of,
+    run_job,
+    shape_for_tests,
+    train,
+)
 
 pytestmark = pytest.mark.multihost
 
@@ -119,6 +131,7 @@ SMALL = {
     "worker_container_memory_gb": 3,
 }
 UI_PAGES = {"namenode": "/dfshealth.html"}
+RUN_EPOCHS, RUN_STEPS = 4, 40  # about 8 s an epoch: h2 goes down with most of the run to come
 RUN_FILES = {"settings.json", "attempts.json", "progress.jsonl", "final_model.keras", "metrics.json", "sharding.json"}
 MD5 = re.compile(r"\b[0-9a-f]{32}\b")
 REPLICA = re.compile(r"DatanodeInfoWithStorage\[([0-9.]+):")
@@ -165,6 +178,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             return done.stdout
 
         cluster = MultiHostCluster(shape, docker_client)
+        training = concurrent.futures.ThreadPoolExecutor(1)
         say = lambda line: print(f"[multihost] {line}")  # noqa: E731
         try:
             started = time.monotonic()
@@ -221,21 +235,36 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             stage_args = ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)]
             code, output = run_job(cluster, "/opt/dlkit/jobs/stage_cifar.py", stage_args, source)
             assert code == 0, output[-4000:]
-            code, output = train(cluster, target, source, run_id="it-multihost", slots=2, cores_per_slot=1, epochs=1)
-            assert code == 0, output[-4000:]
-            trained = result_of(output)
-            sharding = json.loads(cluster.hdfs(["dfs", "-cat", "/runs/it-multihost/sharding.json"]))
-            run_folder = {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs/it-multihost")}
-            # h2 goes down hard and comes back (a reboot: its processes and /run gone, its disk kept): up heals it
+            # a 2-slot run, one worker per host; h2 goes down hard once the first epoch is checkpointed, and
+            # comes back (a reboot: its processes and /run gone, its disk kept). The kit's up heals it, and
+            # the run, waiting for its slots, resumes from that checkpoint on both hosts again.
+            running = training.submit(
+                train, cluster, target, source, run_id="it-multihost", slots=2, cores_per_slot=1, epochs=RUN_EPOCHS,
+                steps_per_epoch=RUN_STEPS, attempts=3, recovery_wait=240.0,
+            )  # fmt: skip
+            deadline = time.monotonic() + JOB_TIMEOUT
+            while epochs_reported(cluster, "it-multihost") < 1:
+                assert not running.done(), f"the run ended before h2 went down: {running.result()[1][-3000:]}"
+                assert time.monotonic() < deadline, "the 2-slot run checkpointed no epoch"
+                time.sleep(1)  # polling the namenode, bounded by the deadline above
+            rebooted_at = time.time()
             dockerd_back = nshosts.reboot(made[1])
             healing = time.monotonic()
             kit("up")
             heal_seconds = time.monotonic() - healing
+            nshosts.give_workers_their_cpus(made, shape.project)  # h2's worker is a new container
+            code, output = running.result(timeout=JOB_TIMEOUT)
+            assert code == 0, output[-4000:]
+            trained = result_of(output)
+            sharding = json.loads(cluster.hdfs(["dfs", "-cat", "/runs/it-multihost/sharding.json"]))
+            metrics = json.loads(cluster.hdfs(["dfs", "-cat", "/runs/it-multihost/metrics.json"]))
+            run_folder = {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs/it-multihost")}
             after_reboot = json.loads(kit("status", "--json"))
             say(kit("down", "--volumes"))  # it fails when anything is left on any engine
             left = cluster.leftovers()
         finally:
             cluster.down(volumes=True, say=say)  # after a failure: nothing left on the daemons' data roots
+            training.shutdown(wait=False)  # its driver went with the cluster
 
     assert placed == {**{s.name: s.host for s in cluster.services}, "ui": "h1"}, placed  # the UI forwarder on the manager
     assert {s["name"]: (s["state"], s["health"]) for s in report["services"]} == {
@@ -259,15 +288,12 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
     assert {worker_host[e["host"]] for e in sharding} == {"h1", "h2"}, sharding  # one slot on each host
     first, second = (set(e["train_files"]) for e in sharding)
     assert first and second and not first & second and len(first | second) == SHARDS, sharding
-    assert {
-        "settings.json",
-        "attempts.json",
-        "progress.jsonl",
-        "final_model.keras",
-        "metrics.json",
-        "sharding.json",
-    } <= run_folder
-    assert trained["slots"] == 2 and trained["epochs_run"] == 1, trained
+    assert RUN_FILES <= run_folder
+    assert trained["slots"] == 2 and trained["epochs_run"] == RUN_EPOCHS, trained
+    # resumed after the reboot from a checkpoint, never from scratch; every epoch in the history once
+    assert metrics["restarts"] >= 1 and all(1 <= epoch < RUN_EPOCHS for epoch in metrics["resumed_from_epochs"]), metrics
+    assert [row["epoch"] for row in metrics["history"]] == list(range(1, RUN_EPOCHS + 1)), metrics
+    resumed_at = min(a["started_at"] for a in metrics["attempts"][1:])
     assert {s["name"]: (s["host"], s["state"], s["health"]) for s in after_reboot["services"]} == {
         s.name: (s.host, "running", "healthy") for s in cluster.services
     }, after_reboot["services"]
@@ -277,5 +303,6 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
         f"multihost: kit up over 2 namespace hosts in {up_seconds:.0f}s; 4 blocks with a replica on each host, read back "
         f"in {read_seconds:.1f}s with datanode-1 gone; "
         f"2 slots on 2 hosts: {trained.get('steady_images_per_second')} images/s; h2 rebooted: its dockerd back in "
-        f"{dockerd_back:.1f}s, healed by up in {heal_seconds:.0f}s"
+        f"{dockerd_back:.1f}s, healed by up in {heal_seconds:.0f}s; the run resumed from epoch(s) "
+        f"{metrics['resumed_from_epochs']} {resumed_at - rebooted_at:.0f}s after the reboot"
     )

@@ -4,7 +4,9 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -22,32 +24,53 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
+STARTED: list[tuple[subprocess.Popen, IO[str], IO[str]]] = []  # (worker, its stdout, its stderr)
+
+
+def start_workers() -> list[tuple[subprocess.Popen, IO[str], IO[str]]]:
+    """The two workers, started once: tests/unit/conftest.py starts them as soon as the tests are
+    collected, so their 20 s of start-up and training run beside the other unit tests."""
+    if not STARTED:
+        ports = ",".join(map(str, free_ports(2)))
+        for index in range(2):
+            out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # never a full pipe
+            worker = subprocess.Popen(
+                [sys.executable, str(WORKER), str(index), ports],
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+                text=True,
+                env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+            )
+            STARTED.append((worker, out, err))
+    return STARTED
+
+
+def stop_workers() -> None:
+    for worker, out, err in STARTED:
+        worker.kill()
+        worker.wait()
+        out.close()
+        err.close()
+    STARTED.clear()
+
+
 @pytest.fixture(scope="module")
 def runs() -> dict:
     """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes (synced also probed)."""
-    ports = ",".join(map(str, free_ports(2)))
-    workers = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), str(index), ports],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        )
-        for index in range(2)
-    ]
     outputs = []
     try:
-        for worker in workers:
-            out, err = worker.communicate(timeout=240)
-            assert worker.returncode == 0, err[-2000:]
-            outputs.append(json.loads(out.strip().splitlines()[-1]))
-    except subprocess.TimeoutExpired:
-        raise AssertionError("a MultiWorkerMirroredStrategy worker did not finish within 240s") from None
+        for worker, out, err in start_workers():
+            try:
+                worker.wait(timeout=240)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("a MultiWorkerMirroredStrategy worker did not finish within 240s") from None
+            out.seek(0)
+            err.seek(0)
+            assert worker.returncode == 0, err.read()[-2000:]
+            outputs.append(json.loads(out.read().strip().splitlines()[-1]))
     finally:
-        for worker in workers:
-            worker.kill()
+        stop_workers()
     return {mode: [output[mode] for output in outputs] for mode in ("keras", "synced", "bfloat16")}
 
 

@@ -4,6 +4,7 @@ substrate the multi-host cluster stands on, proven with the kit's own image and 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -156,6 +157,15 @@ def overlay_address(container, network: str) -> str:
     return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
+def stop_training(training: concurrent.futures.ThreadPoolExecutor, running) -> None:
+    """After a failure the run's driver went with the cluster: its thread ends, its output shown."""
+    if running is not None and not running.done():
+        with contextlib.suppress(Exception):
+            code, output = running.result(timeout=120)
+            print(f"[multihost] the run's driver ended with {code}: {output[-2000:]}")
+    training.shutdown(wait=False)
+
+
 def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_on_each(docker_client, source, tmp_path):
     why_not = nshosts.usable()
     assert why_not is None, why_not  # CI runs as root with nsenter: never skipped there
@@ -178,7 +188,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             return done.stdout
 
         cluster = MultiHostCluster(shape, docker_client)
-        training = concurrent.futures.ThreadPoolExecutor(1)
+        training, running = concurrent.futures.ThreadPoolExecutor(1), None
         say = lambda line: print(f"[multihost] {line}")  # noqa: E731
         try:
             started = time.monotonic()
@@ -244,7 +254,9 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             )  # fmt: skip
             deadline = time.monotonic() + JOB_TIMEOUT
             while epochs_reported(cluster, "it-multihost") < 1:
-                assert not running.done(), f"the run ended before h2 went down: {running.result()[1][-3000:]}"
+                if running.done():
+                    failed = running.exception()
+                    raise AssertionError(f"the run ended before h2 went down: {failed or running.result()[1][-3000:]}")
                 assert time.monotonic() < deadline, "the 2-slot run checkpointed no epoch"
                 time.sleep(1)  # polling the namenode, bounded by the deadline above
             rebooted_at = time.time()
@@ -263,8 +275,10 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             say(kit("down", "--volumes"))  # it fails when anything is left on any engine
             left = cluster.leftovers()
         finally:
-            cluster.down(volumes=True, say=say)  # after a failure: nothing left on the daemons' data roots
-            training.shutdown(wait=False)  # its driver went with the cluster
+            try:
+                cluster.down(volumes=True, say=say)  # after a failure: nothing left on the daemons' data roots
+            finally:
+                stop_training(training, running)
 
     assert placed == {**{s.name: s.host for s in cluster.services}, "ui": "h1"}, placed  # the UI forwarder on the manager
     assert {s["name"]: (s["state"], s["health"]) for s in report["services"]} == {

@@ -5,26 +5,30 @@ minute."""
 
 from __future__ import annotations
 
+from pathlib import Path
 
-def collectives_module(session):
-    return next((item.module for item in session.items if item.module.__name__.endswith("test_collectives")), None)
+UNIT = Path(__file__).parent
+COLLECTIVES = UNIT / "test_collectives.py"
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    collectives = [item for item in items if item.module.__name__.endswith("test_collectives")]
+    collectives = [item for item in items if item.path == COLLECTIVES]
     if collectives:
-        rest = [item for item in items if item not in collectives]
-        last_unit = max((i for i, item in enumerate(rest) if "tests/unit/" in item.nodeid), default=-1)
+        rest = [item for item in items if item.path != COLLECTIVES]
+        last_unit = max((i for i, item in enumerate(rest) if item.path.is_relative_to(UNIT)), default=-1)
         items[:] = rest[: last_unit + 1] + collectives + rest[last_unit + 1 :]
 
 
 def pytest_collection_finish(session) -> None:
-    module = collectives_module(session)
-    if module is not None and not session.config.option.collectonly:
-        module.start_workers()
+    option = session.config.option
+    if option.collectonly or getattr(option, "setupplan", False) or getattr(option, "showfixtures", False):
+        return  # nothing will run
+    found = next((item for item in session.items if item.path == COLLECTIVES), None)
+    if found is not None:
+        found.module.start_workers()
 
 
 def pytest_sessionfinish(session) -> None:
-    module = collectives_module(session)
-    if module is not None:
-        module.stop_workers()  # interrupted before their tests: never left running
+    from tests.unit import test_collectives
+
+    test_collectives.stop_workers()  # interrupted before their tests: never left running

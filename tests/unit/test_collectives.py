@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -12,6 +13,7 @@ import pytest
 
 WORKER = Path(__file__).with_name("mwms_worker.py")
 ROOT = Path(__file__).resolve().parents[2]
+WORKER_SECONDS = 240
 
 
 def free_ports(count: int) -> list[int]:
@@ -58,13 +60,19 @@ def stop_workers() -> None:
 @pytest.fixture(scope="module")
 def runs() -> dict:
     """{"keras": [worker 0, worker 1], "synced": [...]}: both ways, in the same two processes (synced also probed)."""
-    outputs = []
+    started = start_workers()
+    deadline = time.monotonic() + WORKER_SECONDS
     try:
-        for worker, out, err in start_workers():
-            try:
-                worker.wait(timeout=240)
-            except subprocess.TimeoutExpired:
-                raise AssertionError("a MultiWorkerMirroredStrategy worker did not finish within 240s") from None
+        while any(worker.poll() is None for worker, _, _ in started):
+            failed = [err for worker, _, err in started if worker.poll() not in (None, 0)]
+            if failed:  # its peer would wait for it until the deadline
+                failed[0].seek(0)
+                raise AssertionError(f"a MultiWorkerMirroredStrategy worker failed: {failed[0].read()[-2000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the MultiWorkerMirroredStrategy workers did not finish within {WORKER_SECONDS}s")
+            time.sleep(0.2)  # bounded by the deadline above
+        outputs = []
+        for worker, out, err in started:
             out.seek(0)
             err.seek(0)
             assert worker.returncode == 0, err.read()[-2000:]

@@ -9,7 +9,9 @@ import contextlib
 import dataclasses
 import os
 import re
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
@@ -165,6 +167,18 @@ def epochs_reported(cluster, run_id: str) -> int:
         listing = []
     names = [entry["pathSuffix"] for entry in listing if entry["type"] == "DIRECTORY"]
     return max((int(name.removeprefix("epoch-")) for name in names if not name.endswith(".tmp")), default=0)
+
+
+def wait_for_epoch(cluster, run_id: str, epochs: int, ended: Callable[[], str | None]) -> int:
+    """Until run_id has checkpointed at least `epochs` epochs and still runs; returns how many it had.
+
+    ended() is None while the run goes on, and what to show of it once it has ended."""
+    deadline, reported = time.monotonic() + JOB_TIMEOUT, 0
+    while (finished := ended()) is None and (reported := epochs_reported(cluster, run_id)) < epochs:
+        assert time.monotonic() < deadline, f"{run_id} checkpointed {reported} of {epochs} epoch(s) in {JOB_TIMEOUT} s"
+        time.sleep(1)  # polling the namenode, bounded by the deadline above
+    assert finished is None, f"{run_id} ended before the fault could be injected: {finished}"
+    return reported
 
 
 def train(cluster, target, source, **fields) -> tuple[int, str]:

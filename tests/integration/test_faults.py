@@ -26,6 +26,7 @@ from tests.integration.support import (
     epochs_reported,
     result_of,
     run_job,
+    wait_for_epoch,
 )
 
 KILL_EXECUTORS = (
@@ -69,13 +70,9 @@ def wait_for_training(cluster, process, run_id: str, earlier_attempts: int) -> N
     )
 
 
-def wait_for_epoch(cluster, process, run_id: str, epochs: int) -> int:
-    """Until the run has reported at least `epochs` epochs; returns how many it had."""
-    deadline, reported = time.monotonic() + JOB_TIMEOUT, 0
-    while process.poll() is None and time.monotonic() < deadline and (reported := epochs_reported(cluster, run_id)) < epochs:
-        time.sleep(1)  # polling HDFS, bounded by the job's own deadline
-    assert process.poll() is None, f"training ended before the fault could be injected: {process.communicate()[0][-3000:]}"
-    return reported
+def ended(process: subprocess.Popen):
+    """wait_for_epoch's view of a `train` process: None while it runs, else its last output."""
+    return None if process.poll() is None else process.communicate()[0][-3000:]
 
 
 def kit(cluster, env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -153,19 +150,19 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     datanode = cluster.container("datanode-2")
     process = start_training(cluster, env, "--slots", "2", "--epochs", "10", "--steps-per-epoch", "60", "--run-id", "it-resume")
     try:
-        wait_for_epoch(cluster, process, "it-resume", 1)
+        wait_for_epoch(cluster, "it-resume", 1, lambda: ended(process))
         killed_at = time.time()
         code, killed = exec_bounded(
             cluster.container("spark-worker"), ["python", "-c", KILL_EXECUTORS], 30, "killing executors"
         )
         assert b"killed" in killed, killed
-        wait_for_epoch(cluster, process, "it-resume", 2)
+        wait_for_epoch(cluster, "it-resume", 2, lambda: ended(process))
         restarted_at = time.time()
         cluster.container("spark-worker").restart(timeout=10)
-        wait_for_epoch(cluster, process, "it-resume", 3)
+        wait_for_epoch(cluster, "it-resume", 3, lambda: ended(process))
         datanode_lost_at = time.monotonic()
         datanode.kill()
-        at_interrupt = wait_for_epoch(cluster, process, "it-resume", 4)
+        at_interrupt = wait_for_epoch(cluster, "it-resume", 4, lambda: ended(process))
         epoch_without_datanode = time.monotonic() - datanode_lost_at
         interrupted_at = time.monotonic()
         process.send_signal(signal.SIGINT)

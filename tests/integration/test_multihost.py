@@ -27,12 +27,12 @@ from tests.integration.support import (
     ROOT,
     SHARDS,
     SOURCE,
-    epochs_reported,
     kit_context,
     result_of,
     run_job,
     shape_for_tests,
     train,
+    wait_for_epoch,
 )
 
 pytestmark = pytest.mark.multihost
@@ -157,6 +157,13 @@ def overlay_address(container, network: str) -> str:
     return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
 
 
+def ended(running: concurrent.futures.Future):
+    """wait_for_epoch's view of the training thread: None while it runs, else how it ended."""
+    if not running.done():
+        return None
+    return repr(running.exception()) if running.exception() else running.result()[1][-3000:]
+
+
 def stop_training(training: concurrent.futures.ThreadPoolExecutor, running) -> None:
     """After a failure the run's driver went with the cluster: its thread ends, its output shown."""
     if running is not None and not running.done():
@@ -252,13 +259,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
                 train, cluster, target, source, run_id="it-multihost", slots=2, cores_per_slot=1, epochs=RUN_EPOCHS,
                 steps_per_epoch=RUN_STEPS, attempts=3, recovery_wait=240.0,
             )  # fmt: skip
-            deadline = time.monotonic() + JOB_TIMEOUT
-            while epochs_reported(cluster, "it-multihost") < 1:
-                if running.done():
-                    failed = running.exception()
-                    raise AssertionError(f"the run ended before h2 went down: {failed or running.result()[1][-3000:]}")
-                assert time.monotonic() < deadline, "the 2-slot run checkpointed no epoch"
-                time.sleep(1)  # polling the namenode, bounded by the deadline above
+            wait_for_epoch(cluster, "it-multihost", 1, lambda: ended(running))
             rebooted_at = time.time()
             dockerd_back = nshosts.reboot(made[1])
             healing = time.monotonic()

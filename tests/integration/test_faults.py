@@ -178,6 +178,8 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
         stop(cluster, process)
         cluster.up(say=lambda line: None)  # the worker and the datanode healthy again for what follows
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
+    _, said, after_ctrl_c = output.rpartition("kit: interrupted: stopping")
+    assert said and "Traceback" not in after_ctrl_c, after_ctrl_c[-3000:]  # one line says it, no Python stack
     assert drivers_left == []  # no driver left behind
     assert [b["missing"] for b in counted.values()] == [0, 0] and any(b["under_replicated"] for b in counted.values()), counted
     status = kit(cluster, env, "status", "--json")

@@ -1,5 +1,5 @@
 """The training callbacks that make a run resumable: checkpoints kept by the chief, early stopping
-that carries its state across attempts, and the learning-rate warm-up of the tuned recipe.
+that carries its state across attempts, and the learning-rate warm-up of the scaled and tuned recipes.
 
 Built by make_callbacks inside each barrier task (tf-keras is imported there, not on the driver);
 the checkpoint format and the restore side are in jobs/lib/resume.py.
@@ -78,10 +78,13 @@ def prune_checkpoints(storage, folder: str, keep: int) -> None:
         storage.delete(path)
 
 
+def warmup_rate(epoch: int, start_rate: float, target_rate: float, epochs: int) -> float:
+    """Epoch `epoch`'s (from 0) learning rate: a straight line from start_rate, reaching target_rate at
+    epoch `epochs` and kept from there, so a run resumed at any epoch gets the rate a whole run had."""
+    return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1))
+
+
 def warmup(start_rate: float, target_rate: float, epochs: int):
     import tf_keras as keras
 
-    def schedule(epoch, rate):
-        return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1)) if epoch < epochs else rate
-
-    return keras.callbacks.LearningRateScheduler(schedule)
+    return keras.callbacks.LearningRateScheduler(lambda epoch, rate: warmup_rate(epoch, start_rate, target_rate, epochs))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jobs.lib import resume
+from jobs.lib.checkpointing import warmup_rate
 from jobs.lib.storage import LocalStorage
 
 
@@ -124,3 +125,9 @@ def test_a_state_file_is_replaced_whole_and_leaves_no_partial_behind(tmp_path, m
     with pytest.raises(KeyboardInterrupt):
         storage.replace_bytes(path, b"[1, 2, 3]")
     assert storage.read_bytes(path) == b"[1, 2]"  # the next attempt still reads a whole file
+
+
+def test_the_warm_up_reaches_the_scaled_learning_rate_and_a_resumed_run_gets_it_too():
+    # 2 workers: from the 1-worker rate to twice it over 3 epochs; it once stopped a third short of it
+    rates = [warmup_rate(epoch, 1e-3, 2e-3, 3) for epoch in range(6)]
+    assert rates == pytest.approx([1e-3, 4e-3 / 3, 5e-3 / 3, 2e-3, 2e-3, 2e-3])

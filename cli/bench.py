@@ -227,7 +227,7 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "repeats": "interleaved rounds (every configuration once per round); the report gives each ratio's median and "
         "range over them (default bench.repeats)",
         "batch_per_worker": "per-worker batch (default train.batch_per_worker; the study's protocol is 16, the tuned "
-        "recipe's 64)",
+        "recipe was measured at 64)",
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
         f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",

@@ -124,7 +124,8 @@ def train_fn(config: dict):
     # the workers' summed metrics first, so the others see them; the checkpoint holds this epoch's stopping state
     callbacks = [sync_metrics_once_per_epoch(model), history, stopping, checkpoints]
     if config["recipe"] in SCALES_LEARNING_RATE and workers > 1:
-        callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"])))
+        # at most 3 epochs, and never the whole run: its last epoch trains at the scaled rate
+        callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"] - 1)))
     marks.append(("fit", time.time()))
     started = time.monotonic()
     model.fit(

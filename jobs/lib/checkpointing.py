@@ -81,7 +81,9 @@ def prune_checkpoints(storage, folder: str, keep: int) -> None:
 def warmup_rate(epoch: int, start_rate: float, target_rate: float, epochs: int) -> float:
     """Epoch `epoch`'s (from 0) learning rate: a straight line from start_rate, reaching target_rate at
     epoch `epochs` and kept from there, so a run resumed at any epoch gets the rate a whole run had."""
-    return start_rate + (target_rate - start_rate) * min(1.0, epoch / max(epochs, 1))
+    if epoch >= epochs:
+        return target_rate
+    return start_rate + (target_rate - start_rate) * epoch / epochs
 
 
 def warmup(start_rate: float, target_rate: float, epochs: int):

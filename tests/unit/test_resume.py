@@ -131,3 +131,4 @@ def test_the_warm_up_reaches_the_scaled_learning_rate_and_a_resumed_run_gets_it_
     # 2 workers: from the 1-worker rate to twice it over 3 epochs; it once stopped a third short of it
     rates = [warmup_rate(epoch, 1e-3, 2e-3, 3) for epoch in range(6)]
     assert rates == pytest.approx([1e-3, 4e-3 / 3, 5e-3 / 3, 2e-3, 2e-3, 2e-3])
+    assert warmup_rate(0, 1e-3, 2e-3, 0) == 2e-3  # a 1-epoch run: no warm-up

@@ -14,7 +14,7 @@ from invoke import Exit, task
 from cli.data import dataset_dir, synthetic_spec
 from cli.execution import JobInterrupted, open_backend
 from cli.flags import USAGE_ERROR, whole
-from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, gate_line
+from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, epoch_markdown, gate_line
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged
 from cli.settings import kit_settings, slot_counts
@@ -103,7 +103,7 @@ def report_markdown(results: dict) -> str:
     text += ratio_markdown(results.get("ratios", {}))
     text += step_markdown(results)
     if results.get("accuracy_gate"):
-        text += f"\n**{gate_line(results['accuracy_gate'])}**\n"
+        text += f"\n**{gate_line(results['accuracy_gate'])}**\n\n" + epoch_markdown(results["accuracy_gate"])
     ceiling = results["baselines"].get("ceiling")
     if ceiling:
         widest = max(results["configurations"], key=lambda row: row["slots"])

@@ -18,6 +18,9 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
         "test_accuracy": {row["slots"]: row["test_accuracy"] for row in configurations},
         "epochs_run": {row["slots"]: row["epochs_run"] for row in configurations},
         "difference_pp": differences,
+        # context for the verdict: how far one epoch's figure moves, and where the rate was
+        "val_accuracy_by_epoch": {row["slots"]: [h.get("val_accuracy") for h in row["history"]] for row in configurations},
+        "learning_rate_by_epoch": {row["slots"]: [h.get("lr") for h in row["history"]] for row in configurations},
     }
 
 
@@ -30,3 +33,20 @@ def gate_line(gate: dict) -> str:
     return (
         f"Accuracy gate: {gate['verdict']}: 1 slot {base:.4f}, " + ", ".join(parts) + f"; tolerance {gate['tolerance_pp']} pp"
     )
+
+
+def epoch_markdown(gate: dict) -> str:
+    """Validation accuracy after each epoch, one row per slot count (its learning rates below it)."""
+    widest = max(len(values) for values in gate["val_accuracy_by_epoch"].values())
+    lines = [
+        "| slots | " + " | ".join(str(epoch) for epoch in range(1, widest + 1)) + " | test accuracy |",
+        "|---|" + "---|" * (widest + 1),
+    ]
+    for slots, values in gate["val_accuracy_by_epoch"].items():
+        cells = [f"{v:.3f}" if v is not None else "-" for v in values]
+        lines.append(f"| {slots}, val accuracy | " + " | ".join(cells) + f" | {gate['test_accuracy'][slots]:.4f} |")
+        rates = gate.get("learning_rate_by_epoch", {}).get(slots) or []
+        if any(rate is not None for rate in rates):
+            rate_cells = [f"{r:.2g}" if r is not None else "-" for r in rates]
+            lines.append(f"| {slots}, learning rate | " + " | ".join(rate_cells) + " | |")
+    return "\n".join(lines) + "\n"

@@ -16,13 +16,14 @@ import time
 
 from jobs.lib import placement, resume
 from jobs.lib import storage as storage_module
-from jobs.lib.checkpointing import make_callbacks, warmup
+from jobs.lib.checkpointing import learning_rate_schedule, make_callbacks
 from jobs.lib.history import epoch_history, training_summary, validation_steps
 from jobs.lib.storage import open_storage, upload_folder
 
 # paper: the study's protocol, whose global batch grows with the workers at a fixed learning rate;
 # scaled: the same with the learning rate x workers after a warm-up (Goyal et al. 2017), so N
-# workers take an epoch's fewer, larger steps as far; tuned: scaled, with random flips and crops
+# workers take an epoch's fewer, larger steps as far, then decaying to the end of the run (with 1
+# worker too, so 1 and N slots follow the same schedule); tuned: scaled, with random flips and crops
 RECIPES = ("paper", "scaled", "tuned")
 SCALES_LEARNING_RATE = ("scaled", "tuned")
 
@@ -123,9 +124,11 @@ def train_fn(config: dict):
     )
     # the workers' summed metrics first, so the others see them; the checkpoint holds this epoch's stopping state
     callbacks = [sync_metrics_once_per_epoch(model), history, stopping, checkpoints]
-    if config["recipe"] in SCALES_LEARNING_RATE and workers > 1:
-        # at most 3 epochs, and never the whole run: its last epoch trains at the scaled rate
-        callbacks.append(warmup(learning_rate / workers, learning_rate, epochs=min(3, config["epochs"] - 1)))
+    if config["recipe"] in SCALES_LEARNING_RATE:
+        # a warm-up of at most 3 epochs (flat with 1 worker), never the whole run: a short run's last
+        # epoch trains at the scaled rate; the decay starts after it
+        warmup_epochs = min(3, config["epochs"] - 1)
+        callbacks.append(learning_rate_schedule(learning_rate / workers, learning_rate, warmup_epochs, config["epochs"]))
     marks.append(("fit", time.time()))
     started = time.monotonic()
     model.fit(

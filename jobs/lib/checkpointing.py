@@ -1,5 +1,6 @@
 """The training callbacks that make a run resumable: checkpoints kept by the chief, early stopping
-that carries its state across attempts, and the learning-rate warm-up of the scaled and tuned recipes.
+that carries its state across attempts, and the learning-rate schedule (warm-up, then cosine decay) of the
+scaled and tuned recipes.
 
 Built by make_callbacks inside each barrier task (tf-keras is imported there, not on the driver);
 the checkpoint format and the restore side are in jobs/lib/resume.py.
@@ -8,6 +9,7 @@ the checkpoint format and the restore side are in jobs/lib/resume.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -78,15 +80,22 @@ def prune_checkpoints(storage, folder: str, keep: int) -> None:
         storage.delete(path)
 
 
-def warmup_rate(epoch: int, start_rate: float, target_rate: float, epochs: int) -> float:
-    """Epoch `epoch`'s (from 0) learning rate: a straight line from start_rate, reaching target_rate at
-    epoch `epochs` and kept from there, so a run resumed at any epoch gets the rate a whole run had."""
-    if epoch >= epochs:
-        return target_rate
-    return start_rate + (target_rate - start_rate) * epoch / epochs
+def scheduled_rate(epoch: int, start_rate: float, target_rate: float, warmup_epochs: int, epochs: int) -> float:
+    """Epoch `epoch`'s (from 0) learning rate: a straight line from start_rate reaching target_rate at
+    epoch `warmup_epochs`, then half a cosine from target_rate towards 0 over the rest of the run.
+
+    A function of the epoch alone, so a run resumed at any epoch gets the rate a whole run had. The
+    decay lets the last epochs settle: at a constant rate, validation accuracy swung by up to 8 pp
+    from one epoch to the next, more than the accuracy gate's tolerance."""
+    if epoch < warmup_epochs:
+        return start_rate + (target_rate - start_rate) * epoch / warmup_epochs
+    progress = min(1.0, (epoch - warmup_epochs) / max(1, epochs - warmup_epochs))
+    return target_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def warmup(start_rate: float, target_rate: float, epochs: int):
+def learning_rate_schedule(start_rate: float, target_rate: float, warmup_epochs: int, epochs: int):
     import tf_keras as keras
 
-    return keras.callbacks.LearningRateScheduler(lambda epoch, rate: warmup_rate(epoch, start_rate, target_rate, epochs))
+    return keras.callbacks.LearningRateScheduler(
+        lambda epoch, rate: scheduled_rate(epoch, start_rate, target_rate, warmup_epochs, epochs)
+    )

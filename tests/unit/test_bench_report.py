@@ -96,3 +96,16 @@ def test_the_accuracy_gate_passes_within_half_a_point_and_fails_beyond_it():
     assert accuracy_gate([one, {**two, "test_accuracy": 0.6980}])["verdict"] == "FAIL"
     assert accuracy_gate([one, {**two, "test_accuracy": 0.7100}])["verdict"] == "FAIL"  # better by too much is a difference too
     assert accuracy_gate([one])["verdict"] == "FAIL"  # nothing compared, nothing passed
+
+
+def test_the_gate_report_shows_each_epochs_validation_accuracy_and_learning_rate():
+    from cli.gate import accuracy_gate, epoch_markdown
+
+    one, two = configuration(1, 300.0, test_accuracy=0.7043), configuration(2, 500.0, test_accuracy=0.7012)
+    one["history"] = [{**row, "val_accuracy": a} for row, a in zip(one["history"], (0.61, 0.7043))]
+    two["history"] = [{**row, "val_accuracy": a, "lr": r} for row, a, r in zip(two["history"], (0.58, 0.7012), (1e-3, 2e-3))]
+    table = epoch_markdown(accuracy_gate([one, two])).splitlines()
+    assert table[0] == "| slots | 1 | 2 | test accuracy |"
+    assert table[2] == "| 1, val accuracy | 0.610 | 0.704 | 0.7043 |"
+    assert table[3] == "| 2, val accuracy | 0.580 | 0.701 | 0.7012 |"
+    assert table[4] == "| 2, learning rate | 0.001 | 0.002 | |"  # 1 slot ran without a schedule: no rate row

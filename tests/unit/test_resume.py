@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jobs.lib import resume
-from jobs.lib.checkpointing import warmup_rate
+from jobs.lib.checkpointing import scheduled_rate
 from jobs.lib.storage import LocalStorage
 
 
@@ -128,7 +128,17 @@ def test_a_state_file_is_replaced_whole_and_leaves_no_partial_behind(tmp_path, m
 
 
 def test_the_warm_up_reaches_the_scaled_learning_rate_and_a_resumed_run_gets_it_too():
-    # 2 workers: from the 1-worker rate to twice it over 3 epochs; it once stopped a third short of it
-    rates = [warmup_rate(epoch, 1e-3, 2e-3, 3) for epoch in range(6)]
-    assert rates == pytest.approx([1e-3, 4e-3 / 3, 5e-3 / 3, 2e-3, 2e-3, 2e-3])
-    assert warmup_rate(0, 1e-3, 2e-3, 0) == 2e-3  # a 1-epoch run: no warm-up
+    # 2 workers, a 3-epoch bench: from the 1-worker rate to twice it; it once stopped a third short of it
+    rates = [scheduled_rate(epoch, 1e-3, 2e-3, 2, 3) for epoch in range(3)]
+    assert rates == pytest.approx([1e-3, 1.5e-3, 2e-3])  # the last epoch at the scaled rate
+    assert scheduled_rate(0, 1e-3, 2e-3, 0, 1) == 2e-3  # a 1-epoch run: no warm-up
+
+
+def test_after_the_warm_up_the_rate_decays_to_the_end_of_the_run_alike_for_one_and_two_slots():
+    two = [scheduled_rate(epoch, 1e-3, 2e-3, 3, 10) for epoch in range(10)]
+    one = [scheduled_rate(epoch, 1e-3, 1e-3, 3, 10) for epoch in range(10)]
+    assert two[:4] == pytest.approx([1e-3, 4e-3 / 3, 5e-3 / 3, 2e-3])
+    assert all(later < earlier for earlier, later in zip(two[3:], two[4:]))  # decays every epoch
+    assert 0 < two[-1] < 0.05 * 2e-3  # the last epoch trains at a small rate, not at 0
+    assert one[:4] == pytest.approx([1e-3] * 4)  # 1 slot: flat, then the same decay
+    assert [b / a for a, b in zip(one[3:], two[3:])] == pytest.approx([2.0] * 7)

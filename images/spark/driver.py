@@ -8,22 +8,12 @@ hooks (event log, context stop) and carries the job's own exit code to spark-sub
 usage: spark-submit /opt/kit/driver.py JOB.py [ARGS...]
 """
 
-import logging
 import runpy
 import signal
 import sys
 import traceback
 
 INTERRUPTED = 130  # as a shell reports a command ended by Ctrl-C
-
-
-class QuietInterrupt(logging.Filter):
-    """py4j logs a Ctrl-C that lands while Python waits on the JVM as an ERROR with a traceback
-    (logging.exception on the root logger, py4j java_gateway.send_command); the job says itself
-    that it was interrupted and cleaned up, so that traceback is noise."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
 def interrupt(signum, frame):
@@ -75,7 +65,6 @@ def main() -> None:
     # `docker stop` sends SIGTERM to the whole process group (tini -g): the job unwinds, its
     # finally blocks remove what it half-wrote, and the JVM's own shutdown hooks stop Spark.
     signal.signal(signal.SIGTERM, interrupt)
-    logging.getLogger().addFilter(QuietInterrupt())
     code = run(sys.argv[1], sys.argv[2:])
     end_jvm(code)
     sys.exit(code)

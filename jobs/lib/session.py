@@ -7,6 +7,7 @@ local-cluster, or a user's own cluster).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import zipfile
@@ -15,6 +16,15 @@ from pathlib import Path
 from jobs import LEGACY_KERAS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # jobs/
+
+
+class QuietInterrupt(logging.Filter):
+    """py4j logs a Ctrl-C that lands while Python waits on the JVM as an ERROR with a traceback
+    (logging.exception on the root logger, py4j java_gateway.send_command); the job says itself
+    that it was interrupted and cleaned up, so that traceback is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
 def package_zip() -> str:
@@ -29,6 +39,8 @@ def package_zip() -> str:
 def spark_session(app_name: str, master: str | None = None, conf: dict | None = None):
     from pyspark.sql import SparkSession
 
+    # here rather than in the image's driver.py: the embedded backend runs jobs without it
+    logging.getLogger().addFilter(QuietInterrupt())
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)

@@ -169,16 +169,30 @@ def epochs_reported(cluster, run_id: str) -> int:
     return max((int(name.removeprefix("epoch-")) for name in names if not name.endswith(".tmp")), default=0)
 
 
-def wait_for_epoch(cluster, run_id: str, epochs: int, ended: Callable[[], str | None]) -> int:
-    """Until run_id has checkpointed at least `epochs` epochs and still runs; returns how many it had.
+def poll_while_running(found: Callable[[], object], ended: Callable[[], str | None], waiting_for: Callable[[], str]):
+    """found()'s first true answer, polled each second while ended() is None, for at most JOB_TIMEOUT.
 
-    ended() is None while the run goes on, and what to show of it once it has ended."""
-    deadline, reported = time.monotonic() + JOB_TIMEOUT, 0
-    while (finished := ended()) is None and (reported := epochs_reported(cluster, run_id)) < epochs:
-        assert time.monotonic() < deadline, f"{run_id} checkpointed {reported} of {epochs} epoch(s) in {JOB_TIMEOUT} s"
+    ended() is None while the run goes on, and what to show of it once it has ended; waiting_for()
+    says what has not happened, for either failure."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while (finished := ended()) is None:
+        if answer := found():
+            return answer
+        assert time.monotonic() < deadline, f"{waiting_for()} in {JOB_TIMEOUT} s"
         time.sleep(1)  # polling the namenode, bounded by the deadline above
-    assert finished is None, f"{run_id} ended before the fault could be injected: {finished}"
-    return reported
+    raise AssertionError(f"the run ended first ({waiting_for()}): {finished}")
+
+
+def wait_for_epoch(cluster, run_id: str, epochs: int, ended: Callable[[], str | None]) -> int:
+    """Until run_id has checkpointed at least `epochs` epochs and still runs; returns how many it had."""
+    reported = 0
+
+    def enough() -> int | None:
+        nonlocal reported
+        reported = epochs_reported(cluster, run_id)
+        return reported if reported >= epochs else None
+
+    return poll_while_running(enough, ended, lambda: f"{run_id} checkpointed {reported} of {epochs} epoch(s)")
 
 
 def train(cluster, target, source, **fields) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from tests.integration.support import (
     TEST_RECORDS,
     TRAIN_PER_BATCH,
     epochs_reported,
+    poll_while_running,
     result_of,
     run_job,
     wait_for_epoch,
@@ -59,15 +60,12 @@ def attempts_of(cluster, run_id: str) -> list[dict]:
 
 def wait_for_training(cluster, process, run_id: str, earlier_attempts: int) -> None:
     """Until a new attempt of the run has begun an epoch."""
-    deadline = time.monotonic() + JOB_TIMEOUT
-    while process.poll() is None and time.monotonic() < deadline:
+
+    def begun() -> bool:
         attempts = attempts_of(cluster, run_id)
-        if len(attempts) > earlier_attempts and attempts[-1].get("last_epoch_begun"):
-            return
-        time.sleep(1)  # polling HDFS, bounded by the job's own deadline
-    raise AssertionError(
-        f"no new attempt began training: {process.communicate()[0][-3000:] if process.poll() is not None else ''}"
-    )
+        return len(attempts) > earlier_attempts and bool(attempts[-1].get("last_epoch_begun"))
+
+    poll_while_running(begun, lambda: ended(process), lambda: f"no new attempt of {run_id} began training")
 
 
 def ended(process: subprocess.Popen):

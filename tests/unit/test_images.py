@@ -117,3 +117,51 @@ def test_the_digest_follows_the_images_own_sources_and_the_base_it_sits_on():
     base, hadoop, spark = image_specs("dlkit", "debian:bookworm-slim")
     assert len({source_digest(base), source_digest(hadoop), source_digest(spark)}) == 3
     assert source_digest(spark) == source_digest(image_specs("other", "other:tag")[2])  # names are not sources
+
+
+class SlowBuilds:
+    """A docker client's api.build that streams two steps per image, each a while apart."""
+
+    def __init__(self, failing: str | None = None, pause: float = 0.3):
+        self.failing, self.pause, self.running, self.most_at_once = failing, pause, 0, 0
+        self.api = self
+
+    def build(self, *, tag, **_):
+        import time
+
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            yield {"stream": "Step 1/2 : FROM base\n"}
+            time.sleep(self.pause)
+            if tag == self.failing:
+                yield {"error": "The command '/bin/sh -c mvn package' returned a non-zero code: 1"}
+                return
+            yield {"stream": "Step 2/2 : RUN fetch\n"}
+            yield {"stream": " ---> downloaded\n"}
+            time.sleep(self.pause)
+        finally:
+            self.running -= 1
+
+
+def test_hadoop_and_spark_build_at_once_and_each_step_is_shown_by_image(tmp_path):
+    from images.build import build_side_by_side
+
+    specs = image_specs("dlkit", "debian:bookworm")[1:]
+    client, shown = SlowBuilds(), []
+    seconds = build_side_by_side(client, specs, None, tmp_path, lambda phase, detail: shown.append((phase, detail)))
+    assert client.most_at_once == 2  # both builds were under way together
+    assert list(seconds) == ["hadoop", "spark"] and all(s >= 0.5 for s in seconds.values())
+    assert "hadoop Step 2/2, spark Step 2/2" in [phase for phase, _ in shown]  # one line tells both steps
+    assert {"hadoop: ---> downloaded", "spark: ---> downloaded"} <= {detail for _, detail in shown}
+    assert "Step 2/2 : RUN fetch" in (tmp_path / "spark.log").read_text()
+
+
+def test_a_failed_build_beside_another_is_raised_once_both_have_ended(tmp_path):
+    from images.build import build_side_by_side
+
+    specs = image_specs("dlkit", "debian:bookworm")[1:]
+    client = SlowBuilds(failing=specs[0].tag)
+    with pytest.raises(BuildError, match=r"(?s)building dlkit-hadoop:3.4.2 failed .*hadoop.log.*mvn package"):
+        build_side_by_side(client, specs, None, tmp_path, lambda phase, detail: None)
+    assert "---> downloaded" in (tmp_path / "spark.log").read_text()  # the spark build was not cut short

@@ -9,6 +9,7 @@ from images.build import (
     BuildError,
     build_context,
     certificate_hint,
+    dockerfile_arg,
     image_specs,
     output_lines,
     requirement_pins,
@@ -165,3 +166,8 @@ def test_a_failed_build_beside_another_is_raised_once_both_have_ended(tmp_path):
     with pytest.raises(BuildError, match=r"(?s)building dlkit-hadoop:3.4.2 failed .*hadoop.log.*mvn package"):
         build_side_by_side(client, specs, None, tmp_path, lambda phase, detail: None)
     assert "---> downloaded" in (tmp_path / "spark.log").read_text()  # the spark build was not cut short
+
+
+def test_the_kit_and_the_spark_image_pin_the_same_uv():
+    kit = re.search(r"^uv_version=(\S+)$", (ROOT / "kit").read_text(), re.M)
+    assert kit and kit.group(1) == dockerfile_arg("spark", "UV_VERSION")

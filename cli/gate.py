@@ -20,7 +20,7 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
         "difference_pp": differences,
         # context for the verdict: how far one epoch's figure moves, and where the rate was
         "val_accuracy_by_epoch": {row["slots"]: [h.get("val_accuracy") for h in row["history"]] for row in configurations},
-        "learning_rate_by_epoch": {row["slots"]: [h.get("lr") for h in row["history"]] for row in configurations},
+        "learning_rate_by_epoch": {row["slots"]: [h.get("learning_rate") for h in row["history"]] for row in configurations},
     }
 
 
@@ -36,17 +36,22 @@ def gate_line(gate: dict) -> str:
 
 
 def epoch_markdown(gate: dict) -> str:
-    """Validation accuracy after each epoch, one row per slot count (its learning rates below it)."""
+    """Validation accuracy after each epoch, one row per slot count (its learning rates below it).
+
+    A run that early stopping ended sooner leaves its later epochs' cells empty."""
     widest = max(len(values) for values in gate["val_accuracy_by_epoch"].values())
+
+    def cells(values: list, form: str) -> str:
+        shown = [format(v, form) if v is not None else "-" for v in values]
+        return " | ".join(shown + ["-"] * (widest - len(values)))
+
     lines = [
         "| slots | " + " | ".join(str(epoch) for epoch in range(1, widest + 1)) + " | test accuracy |",
         "|---|" + "---|" * (widest + 1),
     ]
     for slots, values in gate["val_accuracy_by_epoch"].items():
-        cells = [f"{v:.3f}" if v is not None else "-" for v in values]
-        lines.append(f"| {slots}, val accuracy | " + " | ".join(cells) + f" | {gate['test_accuracy'][slots]:.4f} |")
+        lines.append(f"| {slots}, val accuracy | {cells(values, '.3f')} | {gate['test_accuracy'][slots]:.4f} |")
         rates = gate.get("learning_rate_by_epoch", {}).get(slots) or []
         if any(rate is not None for rate in rates):
-            rate_cells = [f"{r:.2g}" if r is not None else "-" for r in rates]
-            lines.append(f"| {slots}, learning rate | " + " | ".join(rate_cells) + " | |")
+            lines.append(f"| {slots}, learning rate | {cells(rates, '.2g')} | |")
     return "\n".join(lines) + "\n"

@@ -39,6 +39,9 @@ def build_all(c, extra_ca_bundle: str | None = None) -> dict[str, float]:
             except BuildError:
                 line.done("failed")
                 raise
+            except KeyboardInterrupt:
+                line.done("interrupted")
+                raise
             each = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in built.items())
             line.done(f"built ({each})" if len(built) > 1 else "built")
             timings.update(built)

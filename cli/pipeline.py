@@ -145,7 +145,8 @@ def eda_with(c, backend, fraction=1.0, out=None) -> dict:
     help={
         "slots": "barrier tasks (workers)",
         "epochs": "most epochs (early stopping may end sooner)",
-        "recipe": "paper (the reference protocol), scaled (learning rate x slots after a warm-up) or tuned (scaled, augmented)",
+        "recipe": "paper (the reference protocol), scaled (learning rate x slots after a warm-up, then decaying to the last "
+        "epoch) or tuned (scaled, augmented)",
         "cores_per_slot": "executor cores and TensorFlow threads per worker",
         "steps_per_epoch": "default: one pass over the training set",
         "run_id": "name of the run folder",

@@ -225,6 +225,7 @@ TLS_FAILURES = (
     "certificate verify failed",
     "SSLCertVerificationError",
     "server certificate verification failed",
+    "invalid peer certificate",  # uv (rustls)
 )
 
 
@@ -297,39 +298,57 @@ def build_side_by_side(
     Their builds mostly wait on downloads (hadoop's Maven jars, spark's wheels), so together they
     take little longer than the longer one. on_step(phase, detail) gets every image's current step
     in phase and the latest output line, named by its image, in detail. When one fails the others
-    finish first; the first failure is raised."""
+    finish first, then every failure is raised in one BuildError. On Ctrl-C the builds are left."""
     steps = {spec.name: "starting" for spec in specs}
     seconds: dict[str, float] = {}
-    failures: list[BaseException] = []
-    lock = threading.Lock()
+    failures: list[BuildError] = []
+    lock, stopping = threading.Lock(), threading.Event()
+
+    def show(name: str, state: str, detail: str = "") -> None:
+        with lock:
+            steps[name] = state
+            on_step(", ".join(f"{image} {now}" for image, now in steps.items()), f"{name}: {detail}" if detail else "")
 
     def build(spec: ImageSpec) -> None:
         started = time.monotonic()
 
         def step(phase: str, detail: str) -> None:
-            with lock:
-                steps[spec.name] = phase.split(" : ")[0]  # "Step 5/12"
-                summary = ", ".join(f"{name} {state}" for name, state in steps.items())
-                on_step(summary, f"{spec.name}: {detail}" if detail else "")
+            if stopping.is_set():  # Ctrl-C: leaving the stream closes it, and dockerd cancels the build
+                raise BuildStopped(spec.tag)
+            show(spec.name, phase.split(" : ")[0], detail)  # "Step 5/12"
 
         try:
             build_image(client, spec, extra_ca_bundle, log_dir / f"{spec.name}.log", step)
-            seconds[spec.name] = time.monotonic() - started
-            with lock:
-                steps[spec.name] = "built"
-        except BaseException as error:  # raised on the caller's thread below
-            failures.append(error)
+        except BuildStopped:
+            return
+        except Exception as error:  # raised on the caller's thread below, with the image it stopped
+            failures.append(error if isinstance(error, BuildError) else BuildError(f"building {spec.tag} failed: {error}"))
+            show(spec.name, "failed")
+            return
+        seconds[spec.name] = time.monotonic() - started
+        show(spec.name, "built")
 
-    # daemon threads: a Ctrl-C ends the kit, and with its connection dockerd cancels the builds
     threads = [threading.Thread(target=build, args=(spec,), daemon=True) for spec in specs]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.5)  # in short waits, so the main thread still takes a Ctrl-C
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)  # in short waits, so the main thread still takes a Ctrl-C
+    except BaseException:
+        stopping.set()
+        for thread in threads:
+            thread.join(5)  # each leaves at its build's next output line
+        raise
+    if len(failures) > 1:
+        raise BuildError("\n\n".join(str(failure) for failure in failures))
     if failures:
         raise failures[0]
     return {spec.name: seconds[spec.name] for spec in specs}
+
+
+class BuildStopped(Exception):
+    """A build left on the caller's Ctrl-C."""
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

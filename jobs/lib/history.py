@@ -41,6 +41,8 @@ def epoch_history(steps_per_epoch: int, batch: int, on_row: Callable[[dict], Non
                     "seconds": round(seconds, 2),
                     "train_seconds": round(trained, 2),
                     "images_per_second": round(steps_per_epoch * batch / trained, 1),
+                    # the epoch's own rate, whatever schedule set it (a scheduler's "lr" log would come too late here)
+                    "learning_rate": float(keras.backend.get_value(self.model.optimizer.learning_rate)),
                     **{key: float(value) for key, value in (logs or {}).items()},
                 }
             )

@@ -27,6 +27,9 @@ class QuietInterrupt(logging.Filter):
         return record.getMessage() != "KeyboardInterrupt while sending command."
 
 
+QUIET_INTERRUPT = QuietInterrupt()  # one instance: a job that starts sessions again adds it once
+
+
 def package_zip() -> str:
     fd, path = tempfile.mkstemp(prefix="dlkit-jobs-", suffix=".zip")
     os.close(fd)
@@ -40,7 +43,7 @@ def spark_session(app_name: str, master: str | None = None, conf: dict | None = 
     from pyspark.sql import SparkSession
 
     # here rather than in the image's driver.py: the embedded backend runs jobs without it
-    logging.getLogger().addFilter(QuietInterrupt())
+    logging.getLogger().addFilter(QUIET_INTERRUPT)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)

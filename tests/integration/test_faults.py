@@ -69,7 +69,7 @@ def wait_for_training(cluster, process, run_id: str, earlier_attempts: int) -> N
 
 
 def ended(process: subprocess.Popen):
-    """wait_for_epoch's view of a `train` process: None while it runs, else its last output."""
+    """The waits' view of a `train` process: None while it runs, else its last output."""
     return None if process.poll() is None else process.communicate()[0][-3000:]
 
 

@@ -103,9 +103,15 @@ def test_the_gate_report_shows_each_epochs_validation_accuracy_and_learning_rate
 
     one, two = configuration(1, 300.0, test_accuracy=0.7043), configuration(2, 500.0, test_accuracy=0.7012)
     one["history"] = [{**row, "val_accuracy": a} for row, a in zip(one["history"], (0.61, 0.7043))]
-    two["history"] = [{**row, "val_accuracy": a, "lr": r} for row, a, r in zip(two["history"], (0.58, 0.7012), (1e-3, 2e-3))]
+    two["history"] = [
+        {**row, "val_accuracy": a, "learning_rate": r} for row, a, r in zip(two["history"], (0.58, 0.7012), (1e-3, 2e-3))
+    ]
     table = epoch_markdown(accuracy_gate([one, two])).splitlines()
     assert table[0] == "| slots | 1 | 2 | test accuracy |"
     assert table[2] == "| 1, val accuracy | 0.610 | 0.704 | 0.7043 |"
     assert table[3] == "| 2, val accuracy | 0.580 | 0.701 | 0.7012 |"
-    assert table[4] == "| 2, learning rate | 0.001 | 0.002 | |"  # 1 slot ran without a schedule: no rate row
+    assert table[4] == "| 2, learning rate | 0.001 | 0.002 | |"  # rows without a recorded rate show none
+
+    three = {**two, "slots": 3, "history": two["history"][:1]}  # early stopping ended it after epoch 1
+    table = epoch_markdown(accuracy_gate([one, two, three])).splitlines()
+    assert table[5] == "| 3, val accuracy | 0.580 | - | 0.7012 |" and table[6] == "| 3, learning rate | 0.001 | - | |"

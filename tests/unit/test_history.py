@@ -1,7 +1,9 @@
 import time
 
 import numpy as np
+import pytest
 
+from jobs.lib.checkpointing import learning_rate_schedule
 from jobs.lib.cnn import without_autograph
 from jobs.lib.history import epoch_history, steady_rate
 
@@ -21,8 +23,10 @@ def test_each_epoch_reports_training_time_without_validation_and_its_rate():
             time.sleep(0.3)
             history.start_training_clock()
 
-    model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=[history, Bookkeeping()], verbose=0)
+    schedule = learning_rate_schedule(1e-3, 2e-3, warmup_epochs=1, epochs=2)  # after the history, as in the kit
+    model.fit(x, y, batch_size=16, epochs=2, validation_data=(x, y), callbacks=[history, Bookkeeping(), schedule], verbose=0)
     assert [row["epoch"] for row in history.rows] == [1, 2] and seen == history.rows
+    assert [row["learning_rate"] for row in history.rows] == pytest.approx([1e-3, 2e-3])  # each epoch's own rate
     for row in history.rows:
         assert 0 <= row["train_seconds"] <= row["seconds"]  # four tiny steps can round to 0.00 s
         assert (

@@ -168,6 +168,48 @@ def test_a_failed_build_beside_another_is_raised_once_both_have_ended(tmp_path):
     assert "---> downloaded" in (tmp_path / "spark.log").read_text()  # the spark build was not cut short
 
 
-def test_the_kit_and_the_spark_image_pin_the_same_uv():
-    kit = re.search(r"^uv_version=(\S+)$", (ROOT / "kit").read_text(), re.M)
-    assert kit and kit.group(1) == dockerfile_arg("spark", "UV_VERSION")
+def test_the_kit_installs_the_uv_the_spark_image_pins():
+    import subprocess
+
+    pin = dockerfile_arg("spark", "UV_VERSION")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", pin)
+    line = next(line for line in (ROOT / "kit").read_text().splitlines() if line.startswith("uv_version="))
+    read = subprocess.run(["bash", "-c", f'root={ROOT}; {line}; echo "$uv_version"'], capture_output=True, text=True)
+    assert read.stdout.strip() == pin  # the kit reads the image's pin, not a second copy
+
+
+def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
+    import _thread
+
+    from images.build import build_side_by_side
+
+    specs = image_specs("dlkit", "debian:bookworm")[1:]
+    pressed = []
+
+    def on_step(phase, detail):
+        if not pressed:
+            pressed.append(phase)
+            _thread.interrupt_main()  # as Ctrl-C lands on the kit's main thread
+
+    with pytest.raises(KeyboardInterrupt):
+        build_side_by_side(SlowBuilds(), specs, None, tmp_path, on_step)
+    for spec in specs:  # each read one more line after the Ctrl-C, and left
+        assert "---> downloaded" not in (tmp_path / f"{spec.name}.log").read_text()
+
+
+def test_two_failed_builds_are_reported_together_and_an_engine_error_names_its_image(tmp_path):
+    from images.build import build_side_by_side
+
+    specs = image_specs("dlkit", "debian:bookworm")[1:]
+
+    class EngineGone(SlowBuilds):
+        def build(self, *, tag, **_):
+            if tag == specs[1].tag:
+                raise ConnectionError("docker.sock went away")
+            yield from SlowBuilds.build(self, tag=tag)
+
+    with pytest.raises(BuildError) as failed:
+        build_side_by_side(EngineGone(failing=specs[0].tag, pause=0.05), specs, None, tmp_path, lambda *_: None)
+    message = str(failed.value)
+    assert "building dlkit-hadoop:3.4.2 failed" in message and "mvn package" in message
+    assert "building dlkit-spark:3.4.4-tf2.16.2 failed: docker.sock went away" in message

@@ -22,7 +22,7 @@ from cli.spread import ratio_markdown, ratio_table
 from cli.step_phases import draw_step_phases, step_markdown
 from jobs.lib.barrier_training import RECIPES
 from jobs.lib.gradient_reduction import GRADIENT_DTYPES
-from jobs.train_cnn import TrainArgs
+from jobs.train_cnn import JOB_DEFAULTS, TrainArgs
 from jobs.train_mllib import MllibArgs
 from jobs.train_plain import PlainArgs
 
@@ -230,7 +230,8 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "recipe was measured at 64)",
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
-        f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1",
+        f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1; "
+        "with --repeats N, N seeds (each slot count trains with each) and their mean difference",
         "profile": "also keep a TensorFlow profiler trace of each configuration's probe steps (bench.probe_steps) under "
         "<out>/profile, for TensorBoard's profile plugin",
         "embedded": "Spark's embedded local-cluster and local storage (see stage)",
@@ -382,7 +383,11 @@ def bench_with(
                 print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
                 run_id = f"bench-{stamp}-{count}x{cores}{tag}"
                 with backend.sampler() as sampler, StealMeter() as steal:
-                    args = dataclasses.replace(train, slots=count, run_id=run_id, profile="{out}" if traces else None)
+                    # the gate's rounds are seeds: every slot count trains with each
+                    seed = JOB_DEFAULTS["seed"] + index if gate else None
+                    args = dataclasses.replace(
+                        train, slots=count, run_id=run_id, seed=seed, profile="{out}" if traces else None
+                    )
                     result = backend.run("train_cnn", args.to_argv(), **trace_folder(f"{count}x{cores}{tag}"))
                 measured.setdefault(count, []).append(
                     {
@@ -420,7 +425,12 @@ def bench_with(
         ) from None
     # the table shows each configuration's median run; the ratios come from the rounds
     configurations = [
-        {**median_run(measured[count]), "rates": [r["steady_images_per_second"] for r in measured[count]]} for count in counts
+        {
+            **median_run(measured[count]),
+            "rates": [r["steady_images_per_second"] for r in measured[count]],
+            "test_accuracies": [r["test_accuracy"] for r in measured[count]],  # by round: by seed in the gate
+        }
+        for count in counts
     ]
     base = next((row for row in configurations if row["slots"] == 1), None)
     for row in configurations:

@@ -115,3 +115,18 @@ def test_the_gate_report_shows_each_epochs_validation_accuracy_and_learning_rate
     three = {**two, "slots": 3, "history": two["history"][:1]}  # early stopping ended it after epoch 1
     table = epoch_markdown(accuracy_gate([one, two, three])).splitlines()
     assert table[5] == "| 3, val accuracy | 0.580 | - | 0.7012 |" and table[6] == "| 3, learning rate | 0.001 | - | |"
+
+
+def test_with_several_seeds_the_gate_compares_the_mean_of_the_per_seed_differences():
+    from cli.gate import accuracy_gate, epoch_markdown, gate_line
+
+    one = configuration(1, 300.0, test_accuracy=0.7300, test_accuracies=[0.7300, 0.7100, 0.7200])
+    two = configuration(2, 500.0, test_accuracy=0.7483, test_accuracies=[0.7483, 0.6900, 0.7250])
+    gate = accuracy_gate([one, two])
+    assert gate["difference_pp_by_seed"] == {2: [1.83, -2.0, 0.5]}  # each seed alone fails or barely passes
+    assert gate["difference_pp"] == {2: 0.11} and gate["verdict"] == "PASS"
+    assert gate_line(gate) == (
+        "Accuracy gate: PASS: 1 slot 0.7200, 2 slots 0.7211 (+0.11 pp; per seed +1.83, -2.00, +0.50) "
+        "(means of 3 seeds); tolerance 0.5 pp"
+    )
+    assert epoch_markdown(gate).splitlines()[2].endswith("| 0.7300 |")  # the table shows one run: its own accuracy

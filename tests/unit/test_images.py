@@ -179,7 +179,8 @@ def test_the_kit_installs_the_uv_the_spark_image_pins():
 
 
 def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
-    import _thread
+    import signal
+    import threading
 
     from images.build import build_side_by_side
 
@@ -189,10 +190,15 @@ def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
     def on_step(phase, detail):
         if not pressed:
             pressed.append(phase)
-            _thread.interrupt_main()  # as Ctrl-C lands on the kit's main thread
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C, on the kit's main thread
 
-    with pytest.raises(KeyboardInterrupt):
-        build_side_by_side(SlowBuilds(), specs, None, tmp_path, on_step)
+    # Python's own handler, as at a terminal: a CI runner may start the tests with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build_side_by_side(SlowBuilds(), specs, None, tmp_path, on_step)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for spec in specs:  # each read one more line after the Ctrl-C, and left
         assert "---> downloaded" not in (tmp_path / f"{spec.name}.log").read_text()
 

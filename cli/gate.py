@@ -39,11 +39,10 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
 
 def gate_line(gate: dict) -> str:
     base = gate["test_accuracy"][1]
-    seeds = gate.get("seeds", 1)
+    seeds = gate["seeds"]
     parts = []
     for slots, difference in gate["difference_pp"].items():
-        spread = gate.get("difference_pp_by_seed", {}).get(slots, [])
-        each = f"; per seed {', '.join(f'{d:+.2f}' for d in spread)}" if seeds > 1 else ""
+        each = f"; per seed {', '.join(f'{d:+.2f}' for d in gate['difference_pp_by_seed'][slots])}" if seeds > 1 else ""
         parts.append(f"{slots} slots {gate['test_accuracy'][slots]:.4f} ({difference:+.2f} pp{each})")
     means = f" (means of {seeds} seeds)" if seeds > 1 else ""
     return (
@@ -70,7 +69,7 @@ def epoch_markdown(gate: dict) -> str:
     ]
     for slots, values in gate["val_accuracy_by_epoch"].items():
         lines.append(f"| {slots}, val accuracy | {cells(values, '.3f')} | {gate['shown_run_test_accuracy'][slots]:.4f} |")
-        rates = gate.get("learning_rate_by_epoch", {}).get(slots) or []
+        rates = gate["learning_rate_by_epoch"][slots]
         if any(rate is not None for rate in rates):
             lines.append(f"| {slots}, learning rate | {cells(rates, '.2g')} | |")
     return "\n".join(lines) + "\n"

@@ -329,16 +329,17 @@ def build_side_by_side(
         show(spec.name, "built")
 
     threads = [threading.Thread(target=build, args=(spec,), daemon=True) for spec in specs]
-    for thread in threads:
-        thread.start()
     try:
+        for thread in threads:
+            thread.start()
         for thread in threads:
             while thread.is_alive():
                 thread.join(0.5)  # in short waits, so the main thread still takes a Ctrl-C
     except BaseException:
         stopping.set()
         for thread in threads:
-            thread.join(5)  # each leaves at its build's next output line
+            if thread.is_alive():  # a Ctrl-C between two starts leaves the second unstarted
+                thread.join(5)  # each leaves at its build's next output line
         raise
     if len(failures) > 1:
         raise BuildError("\n\n".join(str(failure) for failure in failures))

@@ -257,11 +257,6 @@ class MultiHostCluster(Cluster):
         return {image: image_id for found in copied for image, image_id in found.items()}
 
     # ---- status --------------------------------------------------------------------------
-    def _health_now(self, name: str, container) -> str:
-        if container.status != "running":
-            return container.status
-        return "healthy" if self.probe(name, container)[0] else "unhealthy"
-
     def status(self) -> dict:
         report = super().status()
         forwarder = self.client.containers.list(filters=self.shape.selector_of("ui"))

@@ -28,6 +28,9 @@ from jobs.lib.session import spark_session
 from jobs.lib.storage import download_folder, open_storage
 
 SLOT_POLL_SECONDS = 2.0
+# each read of the chief's progress is namenode and datanode work on the cores that train: an
+# epoch takes a minute or more, so a line up to 10 s late costs nothing
+PROGRESS_POLL_SECONDS = 10.0
 MASTER_UI_PORT = 8080  # the standalone master's default, also the kit's (cluster/topology.py)
 
 
@@ -186,15 +189,22 @@ def executor_jvm_peak_mb(sc) -> dict:
 
 
 def check_slots(
-    sc, slots: int, cores_per_slot: int, wait_seconds: float = 20.0, registration_wait: float = 120.0, ended=lambda: False
+    sc,
+    slots: int,
+    cores_per_slot: int,
+    wait_seconds: float = 20.0,
+    registration_wait: float = 120.0,
+    ended=lambda: False,
+    most: int | None = None,
 ) -> int:
     """Waits until `slots` barrier slots are free, or until waiting cannot help, and says which.
 
     Executors register some seconds after the driver starts (8 s here, more on a loaded host), so
     with none registered it waits up to `registration_wait`; once some are, it waits until no new
-    slot has appeared for `wait_seconds`; and never longer than registration_wait + 3 x
-    wait_seconds in all. Every bound ends in an error naming what is missing. ended() says the
-    application is gone (no executor can register with it any more): ApplicationEnded.
+    slot has appeared for `wait_seconds`, or until `most` are free (all the workers can offer:
+    no more can come); and never longer than registration_wait + 3 x wait_seconds in all. Every
+    bound ends in an error naming what is missing. ended() says the application is gone (no
+    executor can register with it any more): ApplicationEnded.
     """
     started = changed = time.monotonic()
     # executors that keep dying and coming back would reset the per-change wait for ever
@@ -202,6 +212,8 @@ def check_slots(
     free = free_slots(sc, cores_per_slot)
     shown = 0.0
     while free < slots:
+        if most and free >= most:
+            break
         now = time.monotonic()
         if now - changed >= (wait_seconds if free else max(wait_seconds, registration_wait)):
             break
@@ -294,9 +306,9 @@ def master_json_url(master: str) -> str | None:
     return f"http://{host}:{MASTER_UI_PORT}/json/"
 
 
-def master_active_apps(master: str, opener=None) -> set[str] | None:
-    """The ids of the applications a standalone master runs; None when it cannot say (another kind
-    of master, or one that is away: a restarting master is not yet a verdict)."""
+def master_state(master: str, opener=None) -> dict | None:
+    """A standalone master's JSON; None when it cannot say (another kind of master, or one that
+    is away: a restarting master is not yet a verdict)."""
     import urllib.request
 
     url = master_json_url(master)
@@ -304,8 +316,29 @@ def master_active_apps(master: str, opener=None) -> set[str] | None:
         return None
     try:
         with (opener or urllib.request.urlopen)(url, timeout=5) as response:
-            return {app["id"] for app in json.load(response).get("activeapps", [])}
-    except (OSError, ValueError, KeyError, TypeError):
+            state = json.load(response)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def master_active_apps(master: str, opener=None) -> set[str] | None:
+    """The ids of the applications a standalone master runs, or None (see master_state)."""
+    state = master_state(master, opener)
+    try:
+        return None if state is None else {app["id"] for app in state.get("activeapps", [])}
+    except (KeyError, TypeError):
+        return None
+
+
+def master_slot_capacity(master: str, cores_per_slot: int, opener=None) -> int | None:
+    """The most slots of cores_per_slot the master's alive workers could ever offer (memory and
+    other applications may allow fewer), or None when the master cannot say."""
+    state = master_state(master, opener)
+    try:
+        workers = [w for w in (state or {}).get("workers", []) if w["state"] == "ALIVE"]
+        return sum(int(w["cores"]) // cores_per_slot for w in workers) or None
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -370,7 +403,9 @@ def follow_progress(storage, run_dir: str, epochs: int, stop: threading.Event) -
     """Prints each epoch as the chief reports it: training runs on the executors, not here."""
     shown = 0
     path = storage.join(run_dir, "progress.jsonl")
-    while not stop.wait(3):
+    stopped = False
+    while not stopped:
+        stopped = stop.wait(PROGRESS_POLL_SECONDS)  # once more when stopped: the last epochs' lines
         try:
             rows = [json.loads(line) for line in storage.read_bytes(path).decode().splitlines()]
         except Exception:  # not written yet
@@ -432,7 +467,10 @@ def run(args) -> dict:
     )
     stop = threading.Event()
     try:
-        check_slots(app.sc, args.slots, args.cores_per_slot)
+        # asking for more slots than the workers have fails once they have all registered,
+        # not after waiting for slots that cannot come (only here: between attempts a worker
+        # may be away for a while)
+        check_slots(app.sc, args.slots, args.cores_per_slot, most=master_slot_capacity(app.sc.master, args.cores_per_slot))
         config = {
             "data": args.data,
             "runs": args.runs,
@@ -475,6 +513,8 @@ def run(args) -> dict:
             app, args, lambda: MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
         )
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+        stop.set()
+        follower.join(timeout=60)  # its last read, before the run folder is renamed under it
         # when each phase of the run began, in seconds from the driver's start: where start-up goes
         metrics["timeline"] = [
             [name, round(at - driver_started, 1)]

@@ -44,6 +44,29 @@ def test_too_few_slots_is_refused_once_no_more_appear(monkeypatch):
     assert clock.now == pytest.approx(14 + 20, abs=2)  # 20 s after the last new slot, not 120 s
 
 
+def test_too_many_slots_are_refused_once_every_slot_the_workers_have_is_free(monkeypatch):
+    clock = FakeScheduler(monkeypatch, [(0, 0), (8, 2)])
+    with pytest.raises(train_cnn.SetupError, match="asked for 3 slots of 2 cores, but the cluster has 2 free"):
+        train_cnn.check_slots(None, slots=3, cores_per_slot=2, most=2)
+    assert clock.now == pytest.approx(8, abs=2)  # not 20 s more for a slot that cannot come
+
+
+def test_the_masters_alive_workers_bound_the_slots():
+    import contextlib
+    import io
+    import json
+
+    def opener(state):
+        return lambda url, timeout: contextlib.closing(io.StringIO(json.dumps(state)))
+
+    workers = [{"cores": 4, "state": "ALIVE"}, {"cores": 3, "state": "ALIVE"}, {"cores": 8, "state": "DEAD"}]
+    assert train_cnn.master_slot_capacity("spark://m:7077", 2, opener({"workers": workers})) == 3
+    assert train_cnn.master_slot_capacity("spark://m:7077", 1, opener({"workers": workers})) == 7
+    assert train_cnn.master_slot_capacity("spark://m:7077", 2, opener({"workers": []})) is None  # none yet: no bound
+    assert train_cnn.master_slot_capacity("spark://m:7077", 2, opener(["not", "a", "state"])) is None
+    assert train_cnn.master_slot_capacity("local[2]", 2, opener({"workers": workers})) is None
+
+
 class FakeApplication:
     """An application the master ends at the first failure; renew() starts the next one."""
 

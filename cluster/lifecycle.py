@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import json
+import math
 import socket
 import tarfile
 import threading
@@ -31,6 +32,7 @@ Say = Callable[[str], None]
 
 
 PROBE_SECONDS = 20  # a health check that takes longer counts as a failed one
+PROBE_REUSE_SECONDS = 30  # as fresh as Docker's checks were at their old 30 s interval
 HDFS_CLI_SECONDS = 300  # an `hdfs` command in the namenode container (a JVM start is a few seconds)
 
 
@@ -83,6 +85,7 @@ class Cluster:
         self.client = client  # where the services and clients run
         self.source = client  # where the images are built
         self.services, self.warnings = plan(shape, host_cpus(client))
+        self.healthy_at: dict[tuple, float] = {}  # (container id, start time) -> when a probe last passed
 
     # ---- lookups -------------------------------------------------------------------------
     def service(self, name: str) -> Service:
@@ -147,12 +150,18 @@ class Cluster:
             return False, f"(probe failed: {error.explanation or error})"
         except ClusterError as error:
             return False, str(error)
+        if code == 0:
+            self.healthy_at[_started(container)] = time.monotonic()
         return code == 0, output.decode(errors="replace").strip()
 
     def _health_now(self, name: str, container) -> str:
-        """The check run now: Docker's own runs only every HEALTH_INTERVAL seconds."""
+        """The kit's check, run now unless one passed in the last PROBE_REUSE_SECONDS (a status
+        right after `up`, or many in a row, would repeat them): Docker's own runs only every
+        HEALTH_INTERVAL seconds."""
         if container.status != "running":
             return container.status
+        if time.monotonic() - self.healthy_at.get(_started(container), -math.inf) < PROBE_REUSE_SECONDS:
+            return "healthy"
         if self.probe(name, container)[0]:
             return "healthy"
         return "starting" if _health(container)["Status"] == "starting" else "unhealthy"
@@ -612,6 +621,11 @@ def copy_out(container, inside: str, host_dir: Path) -> None:
                 member.name = rest
                 members.append(member)
         archive.extractall(host_dir, members=members, filter="data")
+
+
+def _started(container) -> tuple[str, str]:
+    """A container's identity in one life: a restart makes its earlier probes stale."""
+    return container.id, (container.attrs.get("State") or {}).get("StartedAt", "")
 
 
 def _health(container) -> dict:

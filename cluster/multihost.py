@@ -56,6 +56,7 @@ class MultiHostCluster(Cluster):
         validate(shape)  # a wrong cluster.hosts is named before any host is asked
         self.shape = shape
         self.source = client  # the engine the images are built in
+        self.healthy_at: dict[tuple, float] = {}
         self.hosts = {spec.name: swarm.SwarmHost(spec.name, connect(spec), spec.address, spec.mtu) for spec in shape.hosts}
         manager = shape.manager
         assert manager is not None  # plan's validation requires one

@@ -190,3 +190,35 @@ def test_status_finds_what_killed_jobs_left_in_hdfs():
     swapping = ListingNamenode({"/data": [("cifar10.staging-1a2b3c4d", "DIRECTORY")], "/runs": []})
     left = cluster_with_namenode(swapping).hdfs_leftovers("/data/cifar10", "/runs")
     assert left["staging"] == [] and left["interrupted_swap"] == ["/data/cifar10.staging-1a2b3c4d"]
+
+
+class ProbedContainer:
+    """A running container whose health check (an exec) answers `ready`, counting the calls."""
+
+    def __init__(self, started="2026-11-24T05:00:00Z", ready=True):
+        self.id, self.status, self.ready, self.execs = "c1", "running", ready, 0
+        self.attrs = {"State": {"StartedAt": started, "Health": {"Status": "healthy", "Log": []}}}
+
+    def exec_run(self, command, **kwargs):
+        self.execs += 1
+        return (0 if self.ready else 1), b"checked"
+
+
+def test_status_reuses_a_passed_probe_for_a_while_and_a_restart_makes_it_stale(monkeypatch):
+    import cluster.lifecycle as lifecycle
+
+    monkeypatch.setattr(lifecycle, "exec_bounded", lambda container, command, seconds, what: container.exec_run(command))
+    now = [1000.0]
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: now[0])
+    cluster = Cluster(SHAPE, FakeEngine())
+    container = ProbedContainer()
+    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 1
+    now[0] += 20
+    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 1  # reused
+    now[0] += 20
+    container.ready = False  # Docker's own "healthy" is minutes old: it is not believed
+    assert cluster._health_now("namenode", container) == "unhealthy" and container.execs == 2
+    container.ready = True
+    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 3
+    container.attrs["State"]["StartedAt"] = "2026-11-24T05:01:00Z"  # restarted since
+    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 4

@@ -309,6 +309,7 @@ def master_json_url(master: str) -> str | None:
 def master_state(master: str, opener=None) -> dict | None:
     """A standalone master's JSON; None when it cannot say (another kind of master, or one that
     is away: a restarting master is not yet a verdict)."""
+    import http.client
     import urllib.request
 
     url = master_json_url(master)
@@ -317,7 +318,7 @@ def master_state(master: str, opener=None) -> dict | None:
     try:
         with (opener or urllib.request.urlopen)(url, timeout=5) as response:
             state = json.load(response)
-    except (OSError, ValueError):
+    except (OSError, ValueError, http.client.HTTPException):
         return None
     return state if isinstance(state, dict) else None
 
@@ -513,12 +514,13 @@ def run(args) -> dict:
             app, args, lambda: MirroredStrategyRunner(num_slots=args.slots, use_gpu=False).run(train_fn, config=config)
         )
         metrics["wall_seconds"] = round(time.monotonic() - started, 1)
+        returned = time.time()
         stop.set()
         follower.join(timeout=60)  # its last read, before the run folder is renamed under it
         # when each phase of the run began, in seconds from the driver's start: where start-up goes
         metrics["timeline"] = [
             [name, round(at - driver_started, 1)]
-            for name, at in [("submitted", submitted), *metrics.pop("marks"), ("returned", time.time())]
+            for name, at in [("submitted", submitted), *metrics.pop("marks"), ("returned", returned)]
         ]
         metrics["executor_jvm_peak_mb"] = executor_jvm_peak_mb(app.sc)
         metrics["startup_seconds"] = round(metrics["wall_seconds"] - metrics["train_seconds"], 1)

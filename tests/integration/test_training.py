@@ -19,7 +19,7 @@ def hdfs_json(cluster, path: str):
 
 @pytest.fixture(scope="module")
 def two_slots(bench_runs):
-    assert "train: epoch 2/2" in bench_runs["output"]  # progress reached the driver live
+    assert "train: epoch 2/2" in bench_runs["output"]  # the chief's progress reached the driver
     row = next(row for row in bench_runs["results"]["configurations"] if row["slots"] == 2)
     return {**row, "folder": bench_runs["runs"][2]}
 

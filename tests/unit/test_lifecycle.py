@@ -217,8 +217,8 @@ def test_status_reuses_a_passed_probe_for_a_while_and_a_restart_makes_it_stale(m
     assert cluster._health_now("namenode", container) == "healthy" and container.execs == 1  # reused
     now[0] += 20
     container.ready = False  # Docker's own "healthy" is minutes old: it is not believed
-    assert cluster._health_now("namenode", container) == "unhealthy" and container.execs == 2
+    assert cluster._health_now("namenode", container) == "unhealthy" and container.execs == 3  # tried twice
     container.ready = True
-    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 3
-    container.attrs["State"]["StartedAt"] = "2026-11-24T05:01:00Z"  # restarted since
     assert cluster._health_now("namenode", container) == "healthy" and container.execs == 4
+    container.attrs["State"]["StartedAt"] = "2026-11-24T05:01:00Z"  # restarted since
+    assert cluster._health_now("namenode", container) == "healthy" and container.execs == 5

@@ -185,3 +185,25 @@ def test_an_application_a_restarted_master_no_longer_lists_has_ended():
     assert train_cnn.master_active_apps("spark://m:7077", opener(["app-1"])) == {"app-1"}
     assert train_cnn.master_active_apps("spark://m:7077", opener(None)) is None  # away is not a verdict
     assert train_cnn.master_active_apps("local[2]", opener([])) is None
+
+
+def test_the_progress_follower_shows_the_last_epochs_when_training_ends(capsys):
+    import json
+    import threading
+
+    row = {"loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.4, "seconds": 9.0, "train_seconds": 8.0}
+    rows = [{"epoch": epoch, **row, "images_per_second": 300.0} for epoch in (1, 2)]
+
+    class Storage:
+        def join(self, *parts):
+            return "/".join(parts)
+
+        def read_bytes(self, path):
+            assert path == "/runs/r.partial/progress.jsonl"
+            return "\n".join(json.dumps(r) for r in rows).encode()
+
+    stop = threading.Event()
+    stop.set()  # training ended before the follower's next read was due
+    train_cnn.follow_progress(Storage(), "/runs/r.partial", 2, stop)
+    shown = capsys.readouterr().err
+    assert "train: epoch 1/2 loss 1.0000" in shown and "train: epoch 2/2" in shown

@@ -3,8 +3,8 @@
 Readiness and status are the kit's own probes: it runs a service's check itself, now. Docker
 runs the same check only every HEALTH_INTERVAL seconds, for `docker ps`: each run is a
 `docker exec` of Python, about 130 ms of CPU, and during training every such burst stalls one
-worker while the other waits for it at the all-reduce. At 30 s the six checks cost 2-slot
-training about 2.6% of its rate, and 1 slot nothing (the idle core takes them).
+worker while the other waits for it at the all-reduce (1 slot loses nothing: the idle core
+takes them). At 30 s the six checks were 26 of an idle cluster's 50 ms/s of CPU.
 """
 
 from __future__ import annotations

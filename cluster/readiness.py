@@ -52,8 +52,9 @@ def wait_healthy(
     """Wait until every container is healthy; fail fast when one exits. Returns seconds.
 
     probe(name, container) -> (ready, what it saw) runs the health check now; without it the
-    wait reads Docker's health status, which may be HEALTH_INTERVAL old. on_healthy[name]() runs the moment that service is
-    healthy, while the others are still awaited (what they wait for can be made then).
+    wait reads Docker's health status, which may be HEALTH_INTERVAL old. on_healthy[name]()
+    runs the moment that service is healthy, while the others are still awaited (what they
+    wait for can be made then).
     """
     started = clock()
     pending = dict(named_containers)

@@ -21,6 +21,7 @@ NAMENODE_RPC_PORT = 8020
 SPARK_MASTER_PORT = 7077
 HDFS_EVENTS_DIR = "/spark-events"
 HEALTHCHECK = ["CMD", "python3", "/opt/kit/healthcheck.py"]
+STALE_DATANODE_MS = 4000  # the least the namenode allows: 3 heartbeats of 1 s, and one to spare
 
 
 class TopologyError(ValueError):
@@ -192,12 +193,15 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         "HDFS-SITE.XML_dfs.namenode.datanode.registration.ip-hostname-check": "false",
         # A lab cluster: leave safe mode 1 s after the block threshold is met, not 30 s.
         "HDFS-SITE.XML_dfs.namenode.safemode.extension": "1000",
-        # Declare a stopped datanode dead after ~45 s rather than ~10 min, so re-replication starts.
-        "HDFS-SITE.XML_dfs.namenode.heartbeat.recheck-interval": "15000",
-        "HDFS-SITE.XML_dfs.heartbeat.interval": "3",
-        # A datanode silent for 10 s is stale: new blocks go elsewhere and reads try it last, so
-        # a lost datanode costs a retry, not a failed staging (replication 2 keeps the data).
-        "HDFS-SITE.XML_dfs.namenode.stale.datanode.interval": "10000",
+        # Declare a stopped datanode dead after 20 s (2 rechecks + 10 heartbeats) rather than ~10
+        # min: re-replication starts, and with two datanodes new blocks stop going through it
+        # only then (block placement falls back to a stale datanode when too few fresh ones are left).
+        "HDFS-SITE.XML_dfs.namenode.heartbeat.recheck-interval": "5000",
+        "HDFS-SITE.XML_dfs.heartbeat.interval": "1",
+        # A datanode silent for 4 s is stale: reads try it last and a block with one replica goes
+        # elsewhere, so a lost datanode costs a retry, not a failed staging (replication 2 keeps
+        # the data; jobs/lib/storage.py retries after this window, on one replica).
+        "HDFS-SITE.XML_dfs.namenode.stale.datanode.interval": str(STALE_DATANODE_MS),
         "HDFS-SITE.XML_dfs.namenode.avoid.write.stale.datanode": "true",
         "HDFS-SITE.XML_dfs.namenode.avoid.read.stale.datanode": "true",
         # By default stale nodes stop being avoided once half the datanodes are stale: one of two is

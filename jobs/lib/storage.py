@@ -8,6 +8,8 @@ HDFS filesystem of its own; hdfs-native talks to the namenode directly, no libhd
 from __future__ import annotations
 
 import collections
+import io
+import itertools
 import os
 import shutil
 import sys
@@ -18,7 +20,15 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 WRITES = collections.Counter()  # changes this process made to storage, by operation (the chief-only proof)
-RETRY_SECONDS = 120.0  # past the ~60 s after which the namenode declares a silent datanode dead
+RETRY_SECONDS = 120.0  # past the 20 s after which the namenode declares a silent datanode dead
+# past the namenode's 4 s stale window (cluster/topology.py STALE_DATANODE_MS): a retry sooner may
+# be sent through the datanode that just failed, and wait 65 s for it
+FIRST_RETRY_SECONDS = 5.0
+# hdfs-native's connect and read timeout toward a datanode (dfs.client.socket-timeout, 60 s by
+# default): a datanode that vanished answers nothing, and a write routed through it waited 53 s
+# for "No route to host". Nothing here pauses mid-write, so 10 s is only ever a dead peer.
+DATANODE_TIMEOUT_MS = 10_000
+DEGRADED_SECONDS = 30.0  # after a failed write: past the namenode's 20 s to declare a datanode dead
 
 
 @dataclass(frozen=True)
@@ -84,7 +94,9 @@ class HdfsStorage:
         parsed = urlparse(root)
         self.root = root
         self.base = f"{parsed.scheme}://{parsed.netloc}"
-        self.client = Client(self.base)
+        self.client = Client(self.base, config={"dfs.client.socket-timeout": str(DATANODE_TIMEOUT_MS)})
+        self.degraded_until = 0.0  # after a failed write, writes take one replica first until then
+        self.replication = None  # the replication the namenode gives files, once a failed attempt showed it
 
     def _path(self, path: str) -> str:
         return urlparse(path).path if path.startswith("hdfs://") else path
@@ -100,11 +112,39 @@ class HdfsStorage:
         WRITES["write"] += 1
         from hdfs_native import WriteOptions
 
+        target = self._path(path)
+        attempts = itertools.count()
+
         def write():  # a whole-file overwrite, so a retry after a broken pipeline starts clean
-            with self.client.create(self._path(path), WriteOptions(overwrite=True, create_parent=True)) as writer:
-                writer.write(data)
+            if next(attempts):
+                self.replication = self.replication or self._replication(target)
+                self.degraded_until = time.monotonic() + DEGRADED_SECONDS
+            # With two datanodes the namenode still routes a new block through a stale one (it
+            # falls back when too few fresh ones are left) until it declares it dead, 20 s on.
+            # Meanwhile a write asks for one replica, which a fresh datanode takes, then for the
+            # file's own: the namenode adds the others when it can.
+            single = self.replication if time.monotonic() < self.degraded_until else None
+            options = WriteOptions(overwrite=True, create_parent=True, replication=1 if single else None)
+            writer = self.client.create(target, options)
+            try:
+                writer.write(data)  # a failed pipeline raises here: closing it would only retry `complete` for 15 s
+                writer.close()
+            finally:
+                # FileWriter.close() leaves io's own flag unset, so io's finaliser would close a
+                # failed writer again when it is collected, blocking for another 15 s
+                io.RawIOBase.close(writer)
+            if single:
+                self.client.set_replication(target, single)
 
         with_retries(write, f"write {path}")
+
+    def _replication(self, path: str) -> int | None:
+        """The replication the namenode gave a file a failed attempt created (None when there is none)."""
+        try:
+            status = self.client.get_file_info(path)
+        except Exception:  # the attempt failed before the namenode created it
+            return None
+        return status.replication if (status.replication or 0) > 1 else None
 
     def replace_bytes(self, path: str, data: bytes) -> None:
         """Written beside, then renamed over (one namenode operation): a writer killed midway
@@ -148,11 +188,12 @@ class HdfsStorage:
 def with_retries(operation, what: str, seconds: float = RETRY_SECONDS):
     """Retries an HDFS read or write for a bounded time while a lost datanode is being avoided.
 
-    The namenode marks a silent datanode stale after 10 s and then stops handing it out; until
-    then an operation may be routed to it. Missing files and permissions are not retried.
+    The namenode marks a silent datanode stale after 4 s and then stops handing it out; until
+    then an operation may be routed to it, so the first retry waits that out. Missing files and
+    permissions are not retried.
     """
     deadline = time.monotonic() + seconds
-    delay = 1.0
+    delay = FIRST_RETRY_SECONDS
     while True:
         try:
             return operation()

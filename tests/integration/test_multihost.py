@@ -225,7 +225,7 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             while cluster.container("datanode-1") is not None and cluster.container("datanode-1").status == "running":
                 assert time.monotonic() < deadline, "datanode-1's task still runs 60 s after its service was scaled to 0"
                 time.sleep(0.5)  # the engine stops the task within its grace period
-            # until the namenode calls it stale (10 s of silence), a read may try it first and wait out a
+            # until the namenode calls it stale (4 s of silence), a read may try it first and wait out a
             # 60 s connect timeout: no host answers for an address that is gone
             deadline = time.monotonic() + 60
             while stale_datanodes(cluster) < 1:

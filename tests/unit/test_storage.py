@@ -1,5 +1,8 @@
 """The storage layer tallies every change it makes, the evidence behind the chief-only claim."""
 
+import io
+import types
+
 from jobs.lib import storage
 from jobs.lib.storage import open_storage
 
@@ -27,3 +30,53 @@ def test_a_folder_goes_up_and_comes_back_with_its_layout(tmp_path):
     assert storage.download_folder(runs, str(tmp_path / "runs" / "profile"), str(tmp_path / "back")) == 2
     assert (tmp_path / "back" / "plugins" / "profile" / "2026_11_23" / "host.xplane.pb").read_bytes() == b"\x00\x01" * 100
     assert (tmp_path / "back" / "events.out").read_text() == "x"
+
+
+class FakeWriter(io.RawIOBase):
+    def __init__(self, client, fail: bool):
+        self.client, self.fail = client, fail
+
+    def write(self, data):
+        if self.fail:
+            raise OSError("No data received for 10000ms")
+        return len(data)
+
+    def close(self):  # as hdfs-native's: io's own flag stays unset
+        self.client.closes += 1
+
+
+class FakeHdfs:
+    """Creates fail while `failing` lasts; files keep the replication the namenode gave them."""
+
+    def __init__(self, failing: int):
+        self.failing, self.closes, self.created, self.files = failing, 0, [], {}
+
+    def create(self, path, options):
+        self.created.append((path, options.replication))
+        self.files[path] = options.replication or 2
+        self.failing -= 1
+        return FakeWriter(self, fail=self.failing >= 0)
+
+    def get_file_info(self, path):
+        return types.SimpleNamespace(replication=self.files[path])
+
+    def set_replication(self, path, replication):
+        self.files[path] = replication
+        return True
+
+
+def test_after_a_failed_write_writes_take_one_replica_then_their_own_until_the_datanode_is_declared_dead(monkeypatch):
+    # with two datanodes the namenode routes new blocks through a lost one until it is dead: a
+    # retry on one replica lands on the live one, and the file gets its replication back
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    hdfs = object.__new__(storage.HdfsStorage)
+    hdfs.base, hdfs.degraded_until, hdfs.replication = "hdfs://namenode:8020", 0.0, None
+    hdfs.client = fake = FakeHdfs(failing=1)
+    hdfs.write_bytes("hdfs://namenode:8020/runs/a", b"x")
+    hdfs.write_bytes("hdfs://namenode:8020/runs/b", b"y")  # within the window: one replica first too
+    assert fake.created == [("/runs/a", None), ("/runs/a", 1), ("/runs/b", 1)]
+    assert fake.files == {"/runs/a": 2, "/runs/b": 2}
+    assert fake.closes == 2  # the failed writer is never closed: that only retries `complete` for 15 s
+    hdfs.degraded_until = 0.0  # the window over: the namenode's own replication again
+    hdfs.write_bytes("hdfs://namenode:8020/runs/c", b"z")
+    assert fake.created[-1] == ("/runs/c", None)

@@ -104,3 +104,15 @@ def test_every_name_of_a_project_comes_from_its_shape_and_its_selector_finds_its
     key, value = lab.selector["label"].split("=")
     assert lab.labels("namenode")[key] == value == "lab-a" and lab.labels()[key] == value
     assert shape(project="lab-b").selector != lab.selector
+
+
+def test_a_jobs_first_storage_retry_comes_after_the_namenode_calls_a_lost_datanode_stale():
+    # sooner, the retry's new block may be sent through the lost datanode again, and stall 65 s
+    from jobs.lib.storage import FIRST_RETRY_SECONDS
+
+    services, _ = plan(DEFAULT, host_cpus=8)
+    [namenode] = [s for s in services if s.name == "namenode"]
+    stale_ms = int(namenode.environment["HDFS-SITE.XML_dfs.namenode.stale.datanode.interval"])
+    heartbeat_s = int(namenode.environment["HDFS-SITE.XML_dfs.heartbeat.interval"])
+    assert stale_ms >= 3 * heartbeat_s * 1000  # the namenode's own floor (3 heartbeats)
+    assert FIRST_RETRY_SECONDS * 1000 > stale_ms

@@ -28,6 +28,7 @@ def tiny_demo_env(tmp_path, **extra) -> dict:
         "INVOKE_DEMO_EPOCHS": "1",
         "INVOKE_DEMO_STEPS_PER_EPOCH": "4",
         "INVOKE_DEMO_EDA_FRACTION": "1.0",
+        "INVOKE_BENCH_PROBE_STEPS": "3",  # the step probe's figures are the bench tests' (30 steps: 4 s a run)
         **extra,
     }
 

@@ -22,11 +22,11 @@ from urllib.parse import urlparse
 WRITES = collections.Counter()  # changes this process made to storage, by operation (the chief-only proof)
 RETRY_SECONDS = 120.0  # past the 20 s after which the namenode declares a silent datanode dead
 # past the namenode's 4 s stale window (cluster/topology.py STALE_DATANODE_MS): a retry sooner may
-# be sent through the datanode that just failed, and wait 65 s for it
+# be sent through the datanode that just failed again, and wait out DATANODE_TIMEOUT_MS
 FIRST_RETRY_SECONDS = 5.0
 # hdfs-native's connect and read timeout toward a datanode (dfs.client.socket-timeout, 60 s by
 # default): a datanode that vanished answers nothing, and a write routed through it waited 53 s
-# for "No route to host". Nothing here pauses mid-write, so 10 s is only ever a dead peer.
+# for "No route to host". Nothing here pauses mid-write; a live datanode answers in far less.
 DATANODE_TIMEOUT_MS = 10_000
 DEGRADED_SECONDS = 30.0  # after a failed write: past the namenode's 20 s to declare a datanode dead
 
@@ -115,7 +115,9 @@ class HdfsStorage:
         target = self._path(path)
         attempts = itertools.count()
 
-        def write():  # a whole-file overwrite, so a retry after a broken pipeline starts clean
+        def write() -> int | None:  # a whole-file overwrite, so a retry after a broken pipeline starts clean
+            # any failure turns it on: with as many datanodes as replicas (the kit's two and two),
+            # one replica is all a lost datanode leaves anyway
             if next(attempts):
                 self.replication = self.replication or self._replication(target)
                 self.degraded_until = time.monotonic() + DEGRADED_SECONDS
@@ -133,10 +135,15 @@ class HdfsStorage:
                 # FileWriter.close() leaves io's own flag unset, so io's finaliser would close a
                 # failed writer again when it is collected, blocking for another 15 s
                 io.RawIOBase.close(writer)
-            if single:
-                self.client.set_replication(target, single)
+            return single  # the replication to give it back, apart: a failure there rewrites no data
 
-        with_retries(write, f"write {path}")
+        replication = with_retries(write, f"write {path}")
+        if replication:
+            with_retries(lambda: self._set_replication(target, replication), f"set the replication of {path}")
+
+    def _set_replication(self, path: str, replication: int) -> None:
+        if not self.client.set_replication(path, replication):
+            raise OSError(f"the namenode did not set {path}'s replication to {replication}")
 
     def _replication(self, path: str) -> int | None:
         """The replication the namenode gave a file a failed attempt created (None when there is none)."""

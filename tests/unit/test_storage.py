@@ -48,19 +48,24 @@ class FakeWriter(io.RawIOBase):
 class FakeHdfs:
     """Creates fail while `failing` lasts; files keep the replication the namenode gave them."""
 
-    def __init__(self, failing: int):
+    def __init__(self, failing: int, replication_refused: int = 0):
         self.failing, self.closes, self.created, self.files = failing, 0, [], {}
+        self.replication_refused, self.writers = replication_refused, []
 
     def create(self, path, options):
         self.created.append((path, options.replication))
         self.files[path] = options.replication or 2
         self.failing -= 1
-        return FakeWriter(self, fail=self.failing >= 0)
+        self.writers.append(FakeWriter(self, fail=self.failing >= 0))
+        return self.writers[-1]
 
     def get_file_info(self, path):
         return types.SimpleNamespace(replication=self.files[path])
 
     def set_replication(self, path, replication):
+        self.replication_refused -= 1
+        if self.replication_refused >= 0:
+            return False
         self.files[path] = replication
         return True
 
@@ -77,6 +82,16 @@ def test_after_a_failed_write_writes_take_one_replica_then_their_own_until_the_d
     assert fake.created == [("/runs/a", None), ("/runs/a", 1), ("/runs/b", 1)]
     assert fake.files == {"/runs/a": 2, "/runs/b": 2}
     assert fake.closes == 2  # the failed writer is never closed: that only retries `complete` for 15 s
+    assert all(writer.closed for writer in fake.writers)  # so io's finaliser does not close it either
     hdfs.degraded_until = 0.0  # the window over: the namenode's own replication again
     hdfs.write_bytes("hdfs://namenode:8020/runs/c", b"z")
     assert fake.created[-1] == ("/runs/c", None)
+
+
+def test_a_replication_the_namenode_refuses_to_restore_is_asked_again_without_rewriting_the_data(monkeypatch):
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    hdfs = object.__new__(storage.HdfsStorage)
+    hdfs.base, hdfs.degraded_until, hdfs.replication = "hdfs://namenode:8020", 0.0, None
+    hdfs.client = fake = FakeHdfs(failing=1, replication_refused=1)
+    hdfs.write_bytes("hdfs://namenode:8020/runs/a", b"x")
+    assert fake.created == [("/runs/a", None), ("/runs/a", 1)] and fake.files == {"/runs/a": 2}

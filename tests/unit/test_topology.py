@@ -107,7 +107,7 @@ def test_every_name_of_a_project_comes_from_its_shape_and_its_selector_finds_its
 
 
 def test_a_jobs_first_storage_retry_comes_after_the_namenode_calls_a_lost_datanode_stale():
-    # sooner, the retry's new block may be sent through the lost datanode again, and stall 65 s
+    # sooner, the retry's new block may be sent through the lost datanode again, and wait out the timeout
     from jobs.lib.storage import FIRST_RETRY_SECONDS
 
     services, _ = plan(DEFAULT, host_cpus=8)

@@ -195,9 +195,9 @@ class HdfsStorage:
 def with_retries(operation, what: str, seconds: float = RETRY_SECONDS):
     """Retries an HDFS read or write for a bounded time while a lost datanode is being avoided.
 
-    The namenode marks a silent datanode stale after 4 s and then stops handing it out; until
-    then an operation may be routed to it, so the first retry waits that out. Missing files and
-    permissions are not retried.
+    The namenode marks a silent datanode stale after 4 s and then stops handing it out for reads
+    and for a block of one replica; until then an operation may be routed to it, so the first
+    retry waits that out. Missing files and permissions are not retried.
     """
     deadline = time.monotonic() + seconds
     delay = FIRST_RETRY_SECONDS

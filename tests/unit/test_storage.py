@@ -70,13 +70,18 @@ class FakeHdfs:
         return True
 
 
+def storage_over(fake: FakeHdfs, monkeypatch) -> storage.HdfsStorage:
+    """An HdfsStorage on a fake client, its retries without waiting."""
+    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
+    hdfs = object.__new__(storage.HdfsStorage)
+    hdfs.base, hdfs.degraded_until, hdfs.replication, hdfs.client = "hdfs://namenode:8020", 0.0, None, fake
+    return hdfs
+
+
 def test_after_a_failed_write_writes_take_one_replica_then_their_own_until_the_datanode_is_declared_dead(monkeypatch):
     # with two datanodes the namenode routes new blocks through a lost one until it is dead: a
     # retry on one replica lands on the live one, and the file gets its replication back
-    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
-    hdfs = object.__new__(storage.HdfsStorage)
-    hdfs.base, hdfs.degraded_until, hdfs.replication = "hdfs://namenode:8020", 0.0, None
-    hdfs.client = fake = FakeHdfs(failing=1)
+    hdfs = storage_over(fake := FakeHdfs(failing=1), monkeypatch)
     hdfs.write_bytes("hdfs://namenode:8020/runs/a", b"x")
     hdfs.write_bytes("hdfs://namenode:8020/runs/b", b"y")  # within the window: one replica first too
     assert fake.created == [("/runs/a", None), ("/runs/a", 1), ("/runs/b", 1)]
@@ -89,9 +94,6 @@ def test_after_a_failed_write_writes_take_one_replica_then_their_own_until_the_d
 
 
 def test_a_replication_the_namenode_refuses_to_restore_is_asked_again_without_rewriting_the_data(monkeypatch):
-    monkeypatch.setattr(storage.time, "sleep", lambda seconds: None)
-    hdfs = object.__new__(storage.HdfsStorage)
-    hdfs.base, hdfs.degraded_until, hdfs.replication = "hdfs://namenode:8020", 0.0, None
-    hdfs.client = fake = FakeHdfs(failing=1, replication_refused=1)
+    hdfs = storage_over(fake := FakeHdfs(failing=1, replication_refused=1), monkeypatch)
     hdfs.write_bytes("hdfs://namenode:8020/runs/a", b"x")
     assert fake.created == [("/runs/a", None), ("/runs/a", 1)] and fake.files == {"/runs/a": 2}

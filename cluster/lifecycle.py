@@ -22,7 +22,7 @@ import docker
 import docker.errors
 
 from cluster.readiness import HEALTH_INTERVAL, wait_healthy
-from cluster.topology import HDFS_EVENTS_DIR, ClusterShape, Service, plan
+from cluster.topology import HDFS_EVENTS_DIR, QUIET_JVM_OPTS, ClusterShape, Service, plan
 
 SECOND_NS = 1_000_000_000
 STOP_SECONDS = 30  # a job's time to clean up after Ctrl-C before it is killed
@@ -472,7 +472,7 @@ class Cluster:
         environment["SPARK-DEFAULTS.CONF_spark.driver.host"] = name
         environment["SPARK-DEFAULTS.CONF_spark.driver.bindAddress"] = "0.0.0.0"
         environment["SPARK-DEFAULTS.CONF_spark.driver.extraJavaOptions"] = (
-            "-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties"
+            f"-Dlog4j.configurationFile=file:/opt/kit/log4j2-driver.properties {QUIET_JVM_OPTS}"
         )
         volumes = {str(host): {"bind": inside, "mode": "ro"} for host, inside in (mounts or {}).items()}
         kwargs: dict[str, Any] = dict(

@@ -75,6 +75,14 @@ def one_line_at_a_time(say: Say) -> Say:
     return say_whole
 
 
+def nano_cpus(service: Service) -> int:
+    return int(service.cpus * SECOND_NS)
+
+
+def memory_bytes(service: Service) -> int:
+    return int(service.memory_gb * 1024) * 1024**2
+
+
 def host_cpus(client: docker.DockerClient) -> int:
     return int(client.info().get("NCPU") or 1)
 
@@ -187,6 +195,11 @@ class Cluster:
 
     def _start(self, service: Service, network, say: Say) -> None:
         container = self.container(service.name)
+        if container is not None and not self._made_as_planned(container, service):
+            kept = " (its volume is kept)" if service.volumes else ""
+            say(f"{service.name}: its image or settings changed since it was created: recreating it{kept}")
+            container.remove(force=True)
+            container = None
         if container is not None and container.status == "running":
             return
         if container is not None:
@@ -203,6 +216,21 @@ class Cluster:
         except docker.errors.APIError as error:
             container.remove(force=True)
             raise ClusterError(f"{service.name} could not start: {error.explanation or error}") from error
+
+    def _made_as_planned(self, container, service: Service) -> bool:
+        """Whether a container was made from the image, command, environment and limits the kit plans
+        now: a rebuilt image, a changed setting or a newer kit would otherwise keep the old ones."""
+        image = self.client.images.get(service.image)
+        expected = dict(entry.split("=", 1) for entry in image.attrs["Config"].get("Env") or [])
+        expected.update(service.environment)
+        config, host = container.attrs["Config"], container.attrs["HostConfig"]
+        return (
+            container.attrs["Image"] == image.id
+            and config.get("Cmd") == service.command
+            and dict(entry.split("=", 1) for entry in config.get("Env") or []) == expected
+            and host.get("NanoCpus") == nano_cpus(service)
+            and host.get("Memory") == memory_bytes(service)
+        )
 
     def _volume(self, suffix: str):
         name = self.shape.volume_name(suffix)
@@ -236,8 +264,8 @@ class Cluster:
             network=network,
             networking_config={network: self.client.api.create_endpoint_config(aliases=[service.name])},
             volumes={self.shape.volume_name(suffix): {"bind": path, "mode": "rw"} for suffix, path in service.volumes.items()},
-            nano_cpus=int(service.cpus * SECOND_NS),
-            mem_limit=f"{int(service.memory_gb * 1024)}m",
+            nano_cpus=nano_cpus(service),
+            mem_limit=memory_bytes(service),
             healthcheck={
                 "test": service.healthcheck,
                 "interval": HEALTH_INTERVAL * SECOND_NS,

@@ -22,7 +22,7 @@ from docker.types import Mount, Resources, RestartPolicy
 
 from cluster import swarm, ui_forwarder
 from cluster.hosts import HostSpec
-from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus, one_line_at_a_time
+from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus, memory_bytes, nano_cpus, one_line_at_a_time
 from cluster.readiness import wait_healthy
 from cluster.topology import PROJECT_LABEL, ClusterShape, Service, plan, validate
 
@@ -199,7 +199,7 @@ class MultiHostCluster(Cluster):
                 Mount(path, self.shape.volume_name(suffix), type="volume", labels=self.shape.labels())
                 for suffix, path in service.volumes.items()
             ],
-            resources=Resources(cpu_limit=int(service.cpus * SECOND_NS), mem_limit=int(service.memory_gb * 1024**3)),
+            resources=Resources(cpu_limit=nano_cpus(service), mem_limit=memory_bytes(service)),
             # Swarm replaces a task whose process exits; readiness is the kit's probes, not a health
             # check that would have Swarm replace a namenode still in safe mode
             restart_policy=RestartPolicy(condition="any", delay=2 * SECOND_NS),

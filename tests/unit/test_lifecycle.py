@@ -222,3 +222,69 @@ def test_status_reuses_a_passed_probe_for_a_while_and_a_restart_makes_it_stale(m
     assert cluster._health_now("namenode", container) == "healthy" and container.execs == 4
     container.attrs["State"]["StartedAt"] = "2026-11-24T05:01:00Z"  # restarted since
     assert cluster._health_now("namenode", container) == "healthy" and container.execs == 5
+
+
+class PlannedImage:
+    id = "sha256:new"
+    attrs = {"Config": {"Env": ["PATH=/usr/bin", "JAVA_HOME=/opt/java"]}}
+
+
+class MadeContainer:
+    """A container as Docker describes it, made from the planned image, command, env and limits."""
+
+    status = "running"
+
+    def __init__(self, kwargs):
+        env = {"PATH": "/usr/bin", "JAVA_HOME": "/opt/java", **kwargs["environment"]}
+        self.attrs = {
+            "Image": PlannedImage.id,
+            "Config": {"Cmd": kwargs["command"], "Env": [f"{key}={value}" for key, value in env.items()]},
+            "HostConfig": {"NanoCpus": kwargs["nano_cpus"], "Memory": kwargs["mem_limit"]},
+        }
+        self.removed = self.started = False
+
+    def remove(self, force=False):
+        self.removed = True
+
+    def start(self):
+        self.started = True
+
+
+def test_up_recreates_a_container_made_from_another_image_or_settings_and_keeps_a_current_one():
+    created = []
+
+    class Engine(FakeEngine):
+        class images:
+            get = staticmethod(lambda name: PlannedImage())
+
+        class containers:
+            create = staticmethod(lambda **kwargs: created.append(MadeContainer(kwargs)) or created[-1])
+
+    cluster = Cluster(SHAPE, Engine())
+    cluster._check_port_free = lambda service: None
+    cluster._volume = lambda suffix: None
+    namenode = cluster.service("namenode")
+    planned = cluster.create_kwargs(namenode, "n")
+
+    def made(section="Config", **changes):
+        container = MadeContainer(planned)
+        container.attrs[section] = {**container.attrs[section], **changes} if section != "Image" else changes["id"]
+        return container
+
+    env = made().attrs["Config"]["Env"]
+    stale = {
+        "an older image": made("Image", id="sha256:old"),
+        "a setting the kit no longer gives": made(Env=env + ["HDFS-SITE.XML_dfs.gone=1"]),
+        "another value": made(Env=[e for e in env if not e.startswith("HDFS_NAMENODE_OPTS=")] + ["HDFS_NAMENODE_OPTS=-Xmx1g"]),
+        "another command": made(Cmd=["hdfs", "secondarynamenode"]),
+        "another CPU limit": made("HostConfig", NanoCpus=1),
+    }
+    lines = []
+    for why, container in [("current", made()), *stale.items()]:
+        cluster.container = lambda name, container=container: container
+        created.clear()
+        cluster._start(namenode, type("Network", (), {"name": "n"}), lines.append)
+        assert container.removed == (why != "current"), why
+        assert [c.started for c in created] == ([] if why == "current" else [True]), why
+    recreating = "namenode: its image or settings changed since it was created: recreating it (its volume is kept)"
+    assert lines == [recreating, "namenode: creating dlkit-unit-namenode"] * 5

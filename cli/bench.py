@@ -13,7 +13,7 @@ from invoke import Exit, task
 
 from cli.data import dataset_dir, synthetic_spec
 from cli.execution import JobInterrupted, open_backend
-from cli.flags import USAGE_ERROR, whole
+from cli.flags import USAGE_ERROR, one_of, whole
 from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, epoch_markdown, gate_line
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged
@@ -270,10 +270,8 @@ def bench(
         whole(batch_per_worker, "--batch-per-worker"),
     )
     baseline_names(baselines)
-    if recipe is not None and recipe not in RECIPES:
-        raise Exit(f"kit: --recipe {recipe}: use one of {', '.join(RECIPES)}", code=USAGE_ERROR)
-    if gradient_dtype is not None and gradient_dtype not in GRADIENT_DTYPES:
-        raise Exit(f"kit: --gradient-dtype {gradient_dtype}: use one of {', '.join(GRADIENT_DTYPES)}", code=USAGE_ERROR)
+    one_of(recipe, "--recipe", RECIPES)
+    one_of(gradient_dtype, "--gradient-dtype", GRADIENT_DTYPES)
     if accuracy_gate:
         if 1 not in counts or max(counts) < 2:
             raise Exit(f"kit: --accuracy-gate compares 1 slot with more: --slots {slots} lacks one of them", code=USAGE_ERROR)

@@ -11,6 +11,7 @@ from pathlib import Path
 from invoke import Exit, task
 
 from cli.download import DownloadError, download, file_md5
+from cli.flags import one_of
 from cli.progress import LiveLine, say
 from cli.settings import kit_settings
 from jobs.lib.cifar import FOLDER, RECORD_BYTES, TEST_FILES, TRAIN_FILES
@@ -72,8 +73,7 @@ def ensure_dataset(c, from_=None, synthetic=False, force=False, train_per_batch=
     data_dir = Path(settings.dir).resolve()
     folder = data_dir / FOLDER
     difficulty = difficulty or settings.synthetic_difficulty
-    if difficulty not in DIFFICULTIES:
-        raise Exit(f"kit: --difficulty {difficulty}: use one of {', '.join(DIFFICULTIES)}")
+    one_of(difficulty, "--difficulty", DIFFICULTIES)
     spec = synthetic_spec(folder)
     if synthetic and is_complete(folder) and not force and spec and spec.get("difficulty", "easy") != difficulty:
         say(f"the synthetic stand-in in {folder} is not of difficulty {difficulty}: writing it again")

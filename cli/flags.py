@@ -31,3 +31,10 @@ def share(value, flag: str) -> float | None:
     if not 0 < number <= 1:
         raise Exit(f"kit: {flag} {value}: must be above 0 and at most 1", code=USAGE_ERROR)
     return number
+
+
+def one_of(value, flag: str, choices) -> str | None:
+    """A flag with named values (None when not given)."""
+    if value is not None and value not in choices:
+        raise Exit(f"kit: {flag} {value}: use one of {', '.join(choices)}", code=USAGE_ERROR)
+    return value

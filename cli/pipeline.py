@@ -12,12 +12,13 @@ from invoke import Exit, task
 
 from cli.data import default_dataset, ensure_dataset
 from cli.execution import JobInterrupted, open_backend
-from cli.flags import USAGE_ERROR, share, whole
+from cli.flags import one_of, share, whole
 from cli.progress import say
 from cli.settings import kit_settings
 from cluster.lifecycle import diagnose, space_problem
 from jobs.eda_cifar import EdaArgs
 from jobs.lib.barrier_training import RECIPES
+from jobs.lib.gradient_reduction import GRADIENT_DTYPES
 from jobs.stage_cifar import StageArgs
 from jobs.train_cnn import TrainArgs
 
@@ -149,6 +150,7 @@ def eda_with(c, backend, fraction=1.0, out=None) -> dict:
         "epoch) or tuned (scaled, augmented)",
         "cores_per_slot": "executor cores and TensorFlow threads per worker",
         "steps_per_epoch": "default: one pass over the training set",
+        "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "run_id": "name of the run folder",
         "resume": "RUN_ID of an interrupted run: continue it from its last whole checkpoint, with its own settings",
         "attempts": "barrier-stage submissions; each resumes from the last checkpoint (default train.attempts)",
@@ -164,6 +166,7 @@ def train(
     recipe=None,
     cores_per_slot=None,
     steps_per_epoch=None,
+    gradient_dtype=None,
     run_id=None,
     resume=None,
     attempts=None,
@@ -176,8 +179,8 @@ def train(
     slots, epochs = whole(slots, "--slots"), whole(epochs, "--epochs")
     cores_per_slot, steps_per_epoch = whole(cores_per_slot, "--cores-per-slot"), whole(steps_per_epoch, "--steps-per-epoch")
     attempts = whole(attempts, "--attempts")
-    if recipe is not None and recipe not in RECIPES:
-        raise Exit(f"kit: --recipe {recipe}: use one of {', '.join(RECIPES)}", code=USAGE_ERROR)
+    one_of(recipe, "--recipe", RECIPES)
+    one_of(gradient_dtype, "--gradient-dtype", GRADIENT_DTYPES)
     settings = kit_settings(c).train
     backend = open_backend(c, project, embedded, master, hdfs)
     ensure_staged(c, backend)
@@ -192,7 +195,14 @@ def train(
                 f"kit: run {resume} is still being trained by {driver} (its driver outlived the command that "
                 f"started it): follow it with 'docker logs -f {driver}', or 'docker stop {driver}' then resume"
             )
-        asked = dict(slots=slots, epochs=epochs, recipe=recipe, cores_per_slot=cores_per_slot, steps_per_epoch=steps_per_epoch)
+        asked = dict(
+            slots=slots,
+            epochs=epochs,
+            recipe=recipe,
+            cores_per_slot=cores_per_slot,
+            steps_per_epoch=steps_per_epoch,
+            gradient_dtype=gradient_dtype,
+        )
         args = TrainArgs(**common, resume=resume, **asked)
     else:
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]  # named here, so Ctrl-C can
@@ -204,7 +214,7 @@ def train(
             recipe=recipe or settings.recipe,
             cores_per_slot=cores_per_slot or settings.cores_per_slot,
             batch_per_worker=settings.batch_per_worker,
-            gradient_dtype=settings.gradient_dtype,
+            gradient_dtype=gradient_dtype or settings.gradient_dtype,
             steps_per_epoch=steps_per_epoch,
         )
     try:

@@ -29,6 +29,7 @@ CASES = [
     ([*INVOKE, "bench", "--batch-per-worker", "0"], {}, 2, "kit: --batch-per-worker 0: must be 1 or more"),
     ([*INVOKE, "bench", "--profile"], {"INVOKE_BENCH_PROBE_STEPS": "0"}, 2, "--profile traces the probe's steps"),
     ([*INVOKE, "bench", "--gradient-dtype", "float16"], {}, 2, "kit: --gradient-dtype float16: use one of float32, bfloat16"),
+    ([*INVOKE, "train", "--gradient-dtype", "fp8"], {}, 2, "kit: --gradient-dtype fp8: use one of float32, bfloat16"),
     ([*INVOKE, "train"], {"INVOKE_TRAIN_GRADIENT_DTYPE": "int8"}, 1, "train.gradient_dtype"),
     ([*INVOKE, "train"], {"INVOKE_CLUSTER_JOB_TIME_LIMIT_HOURS": "0"}, 1, "cluster.job_time_limit_hours = 0"),
     ([*INVOKE, "bench", "--accuracy-gate", "--epochs", "3"], {}, 1, "--accuracy-gate needs at least 10 epochs"),

@@ -7,6 +7,7 @@ finds exactly what belongs to one cluster and two clusters never touch each othe
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import io
 import json
 import math
@@ -25,6 +26,7 @@ from cluster.readiness import HEALTH_INTERVAL, wait_healthy
 from cluster.topology import HDFS_EVENTS_DIR, QUIET_JVM_OPTS, ClusterShape, Service, plan
 
 SECOND_NS = 1_000_000_000
+SPEC_LABEL = "dlkit.spec"  # spec_digest of the settings a container was made with
 STOP_SECONDS = 30  # a job's time to clean up after Ctrl-C before it is killed
 # Every job runs through this launcher in the Spark image (see images/spark/driver.py for why).
 DRIVER = "/opt/kit/driver.py"
@@ -83,6 +85,20 @@ def memory_bytes(service: Service) -> int:
     return int(service.memory_gb * 1024) * 1024**2
 
 
+def spec_digest(kwargs: dict) -> str:
+    """A digest of what a container is made with: the same on every `up` until a setting changes.
+    Docker's own record of a container can differ from what was asked (limits an engine drops)."""
+    made_with = {key: value for key, value in kwargs.items() if key not in ("networking_config", "labels")}
+    return hashlib.sha256(json.dumps(made_with, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def remove_container(container, name: str) -> None:
+    try:
+        container.remove(force=True)
+    except docker.errors.APIError as error:
+        raise ClusterError(f"{name}: its old container could not be removed: {error.explanation or error}") from error
+
+
 def host_cpus(client: docker.DockerClient) -> int:
     return int(client.info().get("NCPU") or 1)
 
@@ -119,12 +135,13 @@ class Cluster:
             say(f"warning: {warning}")
         self._require_images()
         network = self._network()
+        jobs = self.running_clients()
         for stage in sorted({s.stage for s in self.services}):
             group = [s for s in self.services if s.stage == stage]
             # created and started side by side: each create is a few engine round trips
             say_whole = one_line_at_a_time(say)
             with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
-                for done in [pool.submit(self._start, service, network, say_whole) for service in group]:
+                for done in [pool.submit(self._start, service, network, say_whole, jobs) for service in group]:
                     done.result()
             # the folders as soon as the namenode can make them: the history server waits for its own
             wait_healthy(
@@ -193,13 +210,20 @@ class Cluster:
             self.shape.network, driver="bridge", labels=self.shape.labels(), check_duplicate=True
         )
 
-    def _start(self, service: Service, network, say: Say) -> None:
+    def _start(self, service: Service, network, say: Say, jobs: list[str]) -> None:
         container = self.container(service.name)
-        if container is not None and not self._made_as_planned(container, service):
-            kept = " (its volume is kept)" if service.volumes else ""
-            say(f"{service.name}: its image or settings changed since it was created: recreating it{kept}")
-            container.remove(force=True)
-            container = None
+        planned = self.create_kwargs(service, network.name)
+        if container is not None and not self._made_as_planned(container, service, planned):
+            if jobs:  # recreating the namenode or a worker would fail their runs
+                say(
+                    f"{service.name}: its image or settings changed since it was created, but {', '.join(jobs)} "
+                    "is running: it keeps them until an 'up' with no job running"
+                )
+            else:
+                kept = " (its volume is kept)" if service.volumes else ""
+                say(f"{service.name}: its image or settings changed since it was created: recreating it{kept}")
+                remove_container(container, service.name)
+                container = None
         if container is not None and container.status == "running":
             return
         if container is not None:
@@ -210,27 +234,19 @@ class Cluster:
         self._check_port_free(service)
         for suffix in service.volumes:
             self._volume(suffix)
-        container = self.client.containers.create(**self.create_kwargs(service, network.name))
+        container = self.client.containers.create(**planned)
         try:
             container.start()
         except docker.errors.APIError as error:
             container.remove(force=True)
             raise ClusterError(f"{service.name} could not start: {error.explanation or error}") from error
 
-    def _made_as_planned(self, container, service: Service) -> bool:
-        """Whether a container was made from the image, command, environment and limits the kit plans
-        now: a rebuilt image, a changed setting or a newer kit would otherwise keep the old ones."""
+    def _made_as_planned(self, container, service: Service, planned: dict) -> bool:
+        """Whether a container was made from the image and settings the kit plans now: a rebuilt
+        image, an edited setting or a newer kit would otherwise leave the old ones running."""
+        labels = container.attrs["Config"].get("Labels") or {}
         image = self.client.images.get(service.image)
-        expected = dict(entry.split("=", 1) for entry in image.attrs["Config"].get("Env") or [])
-        expected.update(service.environment)
-        config, host = container.attrs["Config"], container.attrs["HostConfig"]
-        return (
-            container.attrs["Image"] == image.id
-            and config.get("Cmd") == service.command
-            and dict(entry.split("=", 1) for entry in config.get("Env") or []) == expected
-            and host.get("NanoCpus") == nano_cpus(service)
-            and host.get("Memory") == memory_bytes(service)
-        )
+        return container.attrs["Image"] == image.id and labels.get(SPEC_LABEL) == planned["labels"][SPEC_LABEL]
 
     def _volume(self, suffix: str):
         name = self.shape.volume_name(suffix)
@@ -278,6 +294,7 @@ class Cluster:
         )
         if service.ui_port:
             kwargs["ports"] = {f"{service.ui_port}/tcp": (self.shape.bind_address, service.host_port or None)}
+        kwargs["labels"] = {**self.shape.labels(service.name), SPEC_LABEL: spec_digest(kwargs)}
         return kwargs
 
     # ---- HDFS layout -------------------------------------------------------------------------

@@ -119,7 +119,7 @@ class MultiHostCluster(Cluster):
         for service in self.services:
             found = existing.get(service.container_name(self.shape))
             if found is not None and not self._current(found, service, image_ids[service.image]):
-                say(f"{service.name}: its image or command changed: recreating it (its volume is kept)")
+                say(f"{service.name}: its image or settings changed: recreating it (its volume is kept)")
                 found.remove()
                 self._wait_task_gone(service)
                 found = None
@@ -157,13 +157,15 @@ class MultiHostCluster(Cluster):
         return self.status()
 
     def _current(self, found, service: Service, image_id: str) -> bool:
-        """Whether a running service was made from this image, command and environment (a rebuilt image, a
-        changed setting such as cluster.replication)."""
-        container_spec = found.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+        """Whether a running service was made from this image, command, environment and limits (a rebuilt
+        image, a changed setting such as cluster.replication)."""
+        task = found.attrs["Spec"]["TaskTemplate"]
+        container_spec, limits = task["ContainerSpec"], (task.get("Resources") or {}).get("Limits") or {}
         return (
             container_spec.get("Image", "").split("@")[0] == image_id
             and container_spec.get("Args") == service.command
             and sorted(container_spec.get("Env") or []) == sorted(self.service_spec(service)["env"])
+            and (limits.get("NanoCPUs"), limits.get("MemoryBytes")) == (nano_cpus(service), memory_bytes(service))
         )
 
     def _wait_task_gone(self, service: Service) -> None:

@@ -138,6 +138,7 @@ RUN_SETTINGS = (
 
 def resume_settings(args: TrainArgs, recorded: dict) -> TrainArgs:
     """args with the run's recorded settings; a flag given now with another value is refused."""
+    recorded = {**RECORDED_BEFORE, **recorded}
     differing = [
         f"--{key.replace('_', '-')} {getattr(args, key)} (the run has {recorded[key]})"
         for key in sorted(args.given())
@@ -148,7 +149,6 @@ def resume_settings(args: TrainArgs, recorded: dict) -> TrainArgs:
             f"run {args.resume} was started with other settings: {'; '.join(differing)}. Resume it "
             "without those flags (it keeps its own), or start a new run"
         )
-    recorded = {**RECORDED_BEFORE, **recorded}
     return dataclasses.replace(args, **{key: recorded[key] for key in RUN_SETTINGS if key in recorded})
 
 

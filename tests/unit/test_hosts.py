@@ -158,12 +158,13 @@ def test_up_recreates_a_service_whose_image_command_or_settings_changed():
     datanode = cluster.service("datanode-2")
 
     class Found:
-        def __init__(self, image="sha256:new", args=datanode.command, env=cluster.service_spec(datanode)["env"]):
-            self.attrs = {
-                "Spec": {"TaskTemplate": {"ContainerSpec": {"Image": image, "Args": args, "Env": list(reversed(env))}}}
-            }
+        def __init__(self, image="sha256:new", args=datanode.command, env=cluster.service_spec(datanode)["env"], cpus=1):
+            container = {"Image": image, "Args": args, "Env": list(reversed(env))}
+            limits = {"NanoCPUs": cpus * 1_000_000_000, "MemoryBytes": 1 << 30}
+            self.attrs = {"Spec": {"TaskTemplate": {"ContainerSpec": container, "Resources": {"Limits": limits}}}}
 
     assert cluster._current(Found(), datanode, "sha256:new")
     assert not cluster._current(Found(image="sha256:old"), datanode, "sha256:new")  # images.build ran since
     assert not cluster._current(Found(args=["hdfs", "namenode"]), datanode, "sha256:new")
     assert not cluster._current(Found(env=["HDFS-SITE.XML_dfs.replication=3"]), datanode, "sha256:new")  # a setting changed
+    assert not cluster._current(Found(cpus=2), datanode, "sha256:new")  # a limit changed

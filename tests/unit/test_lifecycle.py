@@ -35,7 +35,10 @@ def test_containers_publish_uis_on_loopback_only_and_carry_the_project_label():
     cluster = Cluster(SHAPE, FakeEngine())
     kwargs = cluster.create_kwargs(cluster.service("namenode"), "dlkit-unit-net")
     assert kwargs["ports"] == {"9870/tcp": ("127.0.0.1", None)}
-    assert kwargs["labels"] == {"dlkit.project": "dlkit-unit", "dlkit.service": "namenode"}
+    assert {key: kwargs["labels"][key] for key in ("dlkit.project", "dlkit.service")} == {
+        "dlkit.project": "dlkit-unit",
+        "dlkit.service": "namenode",
+    }
     assert kwargs["volumes"] == {"dlkit-unit-namenode": {"bind": "/data", "mode": "rw"}}
     assert kwargs["name"] == "dlkit-unit-namenode" and kwargs["hostname"] == "namenode"
     assert "ports" not in cluster.create_kwargs(cluster.service("datanode-1"), "dlkit-unit-net")
@@ -226,21 +229,15 @@ def test_status_reuses_a_passed_probe_for_a_while_and_a_restart_makes_it_stale(m
 
 class PlannedImage:
     id = "sha256:new"
-    attrs = {"Config": {"Env": ["PATH=/usr/bin", "JAVA_HOME=/opt/java"]}}
 
 
 class MadeContainer:
-    """A container as Docker describes it, made from the planned image, command, env and limits."""
+    """A container as Docker describes it: the image it was made from and its labels."""
 
     status = "running"
 
-    def __init__(self, kwargs):
-        env = {"PATH": "/usr/bin", "JAVA_HOME": "/opt/java", **kwargs["environment"]}
-        self.attrs = {
-            "Image": PlannedImage.id,
-            "Config": {"Cmd": kwargs["command"], "Env": [f"{key}={value}" for key, value in env.items()]},
-            "HostConfig": {"NanoCpus": kwargs["nano_cpus"], "Memory": kwargs["mem_limit"]},
-        }
+    def __init__(self, kwargs, image=PlannedImage.id):
+        self.attrs = {"Image": image, "Config": {"Labels": kwargs["labels"]}}
         self.removed = self.started = False
 
     def remove(self, force=False):
@@ -250,7 +247,7 @@ class MadeContainer:
         self.started = True
 
 
-def test_up_recreates_a_container_made_from_another_image_or_settings_and_keeps_a_current_one():
+def test_up_recreates_a_container_made_from_another_image_or_settings_unless_a_job_runs():
     created = []
 
     class Engine(FakeEngine):
@@ -260,31 +257,34 @@ def test_up_recreates_a_container_made_from_another_image_or_settings_and_keeps_
         class containers:
             create = staticmethod(lambda **kwargs: created.append(MadeContainer(kwargs)) or created[-1])
 
-    cluster = Cluster(SHAPE, Engine())
-    cluster._check_port_free = lambda service: None
-    cluster._volume = lambda suffix: None
-    namenode = cluster.service("namenode")
-    planned = cluster.create_kwargs(namenode, "n")
+    def cluster_of(shape):
+        cluster = Cluster(shape, Engine())
+        cluster._check_port_free = lambda service: None
+        cluster._volume = lambda suffix: None
+        return cluster
 
-    def made(section="Config", **changes):
-        container = MadeContainer(planned)
-        container.attrs[section] = {**container.attrs[section], **changes} if section != "Image" else changes["id"]
-        return container
-
-    env = made().attrs["Config"]["Env"]
-    stale = {
-        "an older image": made("Image", id="sha256:old"),
-        "a setting the kit no longer gives": made(Env=env + ["HDFS-SITE.XML_dfs.gone=1"]),
-        "another value": made(Env=[e for e in env if not e.startswith("HDFS_NAMENODE_OPTS=")] + ["HDFS_NAMENODE_OPTS=-Xmx1g"]),
-        "another command": made(Cmd=["hdfs", "secondarynamenode"]),
-        "another CPU limit": made("HostConfig", NanoCpus=1),
+    cluster, network = cluster_of(SHAPE), type("Network", (), {"name": "n"})
+    planned = cluster.create_kwargs(cluster.service("namenode"), "n")
+    older_kit = {**planned, "labels": {key: v for key, v in planned["labels"].items() if key != "dlkit.spec"}}
+    edited = cluster_of(dataclasses.replace(SHAPE, replication=1))  # cluster.replication: 1 in invoke.yaml
+    cases = {
+        "current": (MadeContainer(planned), [], False),
+        "an older image": (MadeContainer(planned, image="sha256:old"), [], True),
+        "an edited setting": (MadeContainer(edited.create_kwargs(edited.service("namenode"), "n")), [], True),
+        "a kit that did not label it": (MadeContainer(older_kit), [], True),
+        "an older image, while a job runs": (MadeContainer(planned, image="sha256:old"), ["dlkit-unit-client-1"], False),
     }
-    lines = []
-    for why, container in [("current", made()), *stale.items()]:
+    for why, (container, jobs, recreated) in cases.items():
+        lines = []
         cluster.container = lambda name, container=container: container
         created.clear()
-        cluster._start(namenode, type("Network", (), {"name": "n"}), lines.append)
-        assert container.removed == (why != "current"), why
-        assert [c.started for c in created] == ([] if why == "current" else [True]), why
-    recreating = "namenode: its image or settings changed since it was created: recreating it (its volume is kept)"
-    assert lines == [recreating, "namenode: creating dlkit-unit-namenode"] * 5
+        cluster._start(cluster.service("namenode"), network, lines.append, jobs)
+        assert container.removed == recreated, why
+        assert [c.started for c in created] == ([True] if recreated else []), why
+        if recreated:
+            assert lines == [
+                "namenode: its image or settings changed since it was created: recreating it (its volume is kept)",
+                "namenode: creating dlkit-unit-namenode",
+            ], why
+    assert "dlkit-unit-client-1 is running: it keeps them until an 'up' with no job running" in lines[0]
+    assert cluster.create_kwargs(cluster.service("namenode"), "n")["labels"] == planned["labels"]  # stable

@@ -138,6 +138,9 @@ def test_a_resumed_run_keeps_its_own_settings_and_refuses_a_different_one_asked_
     with pytest.raises(train_cnn.SetupError, match=r"--slots 1 \(the run has 2\)") as error:
         train_cnn.resume_settings(args, recorded)
     assert "--epochs" not in str(error.value)  # the same value asked again is no conflict
+    args = train_cnn.parse_args([*driver, "--resume", "run-1", "--gradient-dtype", "bfloat16"])
+    with pytest.raises(train_cnn.SetupError, match=r"--gradient-dtype bfloat16 \(the run has float32\)"):
+        train_cnn.resume_settings(args, recorded)  # a run recorded before the setting used float32
 
 
 def test_an_application_ended_while_the_driver_waits_for_slots_is_replaced_too(monkeypatch, capsys):

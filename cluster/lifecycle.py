@@ -92,6 +92,13 @@ def spec_digest(kwargs: dict) -> str:
     return hashlib.sha256(json.dumps(made_with, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def made_as_planned(container, planned: dict, image_id: str) -> bool:
+    """Whether a container was made from the image and settings the kit plans now: a rebuilt
+    image, an edited setting or a newer kit would otherwise leave the old ones running."""
+    labels = container.attrs["Config"].get("Labels") or {}
+    return container.attrs["Image"] == image_id and labels.get(SPEC_LABEL) == planned["labels"][SPEC_LABEL]
+
+
 def remove_container(container, name: str) -> None:
     try:
         container.remove(force=True)
@@ -133,7 +140,7 @@ class Cluster:
         """Idempotent: starts what is stopped, creates what is missing, keeps volumes."""
         for warning in self.warnings:
             say(f"warning: {warning}")
-        self._require_images()
+        image_ids = self._require_images()
         network = self._network()
         jobs = self.running_clients()
         for stage in sorted({s.stage for s in self.services}):
@@ -141,7 +148,9 @@ class Cluster:
             # created and started side by side: each create is a few engine round trips
             say_whole = one_line_at_a_time(say)
             with concurrent.futures.ThreadPoolExecutor(len(group)) as pool:
-                for done in [pool.submit(self._start, service, network, say_whole, jobs) for service in group]:
+                for done in [
+                    pool.submit(self._start, service, network, say_whole, jobs, image_ids[service.image]) for service in group
+                ]:
                     done.result()
             # the folders as soon as the namenode can make them: the history server waits for its own
             wait_healthy(
@@ -192,15 +201,17 @@ class Cluster:
             return "healthy"
         return "starting" if _health(container)["Status"] == "starting" else "unhealthy"
 
-    def _require_images(self) -> None:
-        missing = []
+    def _require_images(self) -> dict[str, str]:
+        """Each image's id; one missing is an error naming the build to run."""
+        ids, missing = {}, []
         for image in {self.shape.hadoop_image, self.shape.spark_image}:
             try:
-                self.source.images.get(image)
+                ids[image] = self.source.images.get(image).id
             except docker.errors.ImageNotFound:
                 missing.append(image)
         if missing:
             raise ClusterError(f"image(s) {', '.join(sorted(missing))} not built yet: run './kit images.build'")
+        return ids
 
     def _network(self):
         found = self.client.networks.list(names=[self.shape.network])
@@ -210,10 +221,10 @@ class Cluster:
             self.shape.network, driver="bridge", labels=self.shape.labels(), check_duplicate=True
         )
 
-    def _start(self, service: Service, network, say: Say, jobs: list[str]) -> None:
+    def _start(self, service: Service, network, say: Say, jobs: list[str], image_id: str) -> None:
         container = self.container(service.name)
         planned = self.create_kwargs(service, network.name)
-        if container is not None and not self._made_as_planned(container, service, planned):
+        if container is not None and not made_as_planned(container, planned, image_id):
             if jobs:  # recreating the namenode or a worker would fail their runs
                 say(
                     f"{service.name}: its image or settings changed since it was created, but {', '.join(jobs)} "
@@ -240,13 +251,6 @@ class Cluster:
         except docker.errors.APIError as error:
             container.remove(force=True)
             raise ClusterError(f"{service.name} could not start: {error.explanation or error}") from error
-
-    def _made_as_planned(self, container, service: Service, planned: dict) -> bool:
-        """Whether a container was made from the image and settings the kit plans now: a rebuilt
-        image, an edited setting or a newer kit would otherwise leave the old ones running."""
-        labels = container.attrs["Config"].get("Labels") or {}
-        image = self.client.images.get(service.image)
-        return container.attrs["Image"] == image.id and labels.get(SPEC_LABEL) == planned["labels"][SPEC_LABEL]
 
     def _volume(self, suffix: str):
         name = self.shape.volume_name(suffix)

@@ -5,7 +5,7 @@ import socket
 import docker
 import pytest
 
-from cluster.lifecycle import Cluster, ClusterError
+from cluster.lifecycle import Cluster, ClusterError, spec_digest
 from tests.unit.shapes import default_shape
 
 SHAPE = default_shape(project="dlkit-unit")
@@ -35,10 +35,7 @@ def test_containers_publish_uis_on_loopback_only_and_carry_the_project_label():
     cluster = Cluster(SHAPE, FakeEngine())
     kwargs = cluster.create_kwargs(cluster.service("namenode"), "dlkit-unit-net")
     assert kwargs["ports"] == {"9870/tcp": ("127.0.0.1", None)}
-    assert {key: kwargs["labels"][key] for key in ("dlkit.project", "dlkit.service")} == {
-        "dlkit.project": "dlkit-unit",
-        "dlkit.service": "namenode",
-    }
+    assert kwargs["labels"] == {"dlkit.project": "dlkit-unit", "dlkit.service": "namenode", "dlkit.spec": spec_digest(kwargs)}
     assert kwargs["volumes"] == {"dlkit-unit-namenode": {"bind": "/data", "mode": "rw"}}
     assert kwargs["name"] == "dlkit-unit-namenode" and kwargs["hostname"] == "namenode"
     assert "ports" not in cluster.create_kwargs(cluster.service("datanode-1"), "dlkit-unit-net")
@@ -251,9 +248,6 @@ def test_up_recreates_a_container_made_from_another_image_or_settings_unless_a_j
     created = []
 
     class Engine(FakeEngine):
-        class images:
-            get = staticmethod(lambda name: PlannedImage())
-
         class containers:
             create = staticmethod(lambda **kwargs: created.append(MadeContainer(kwargs)) or created[-1])
 
@@ -278,7 +272,7 @@ def test_up_recreates_a_container_made_from_another_image_or_settings_unless_a_j
         lines = []
         cluster.container = lambda name, container=container: container
         created.clear()
-        cluster._start(cluster.service("namenode"), network, lines.append, jobs)
+        cluster._start(cluster.service("namenode"), network, lines.append, jobs, PlannedImage.id)
         assert container.removed == recreated, why
         assert [c.started for c in created] == ([True] if recreated else []), why
         if recreated:

@@ -328,18 +328,28 @@ def build_side_by_side(
         seconds[spec.name] = time.monotonic() - started
         show(spec.name, "built")
 
-    threads = [threading.Thread(target=build, args=(spec,), daemon=True) for spec in specs]
+    def build_then_mark(spec: ImageSpec) -> None:
+        try:
+            build(spec)
+        finally:
+            finished[spec.name].set()
+
+    # The waits are on events, not Thread.join: on Python 3.11 a Ctrl-C inside join() makes a
+    # running thread look stopped (threading's bpo-45274 handler releases the lock the live thread
+    # holds), and the clean-up below would then leave without it.
+    finished = {spec.name: threading.Event() for spec in specs}
+    threads = {spec.name: threading.Thread(target=build_then_mark, args=(spec,), daemon=True) for spec in specs}
     try:
-        for thread in threads:
+        for thread in threads.values():
             thread.start()
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.5)  # in short waits, so the main thread still takes a Ctrl-C
+        for done in finished.values():
+            while not done.wait(0.5):  # in short waits, so the main thread still takes a Ctrl-C
+                pass
     except BaseException:
         stopping.set()
-        for thread in threads:
-            if thread.is_alive():  # a Ctrl-C between two starts leaves the second unstarted
-                thread.join(5)  # each leaves at its build's next output line
+        for name, thread in threads.items():
+            if thread.ident is not None:  # a Ctrl-C between two starts leaves the second unstarted
+                finished[name].wait(5)  # each leaves at its build's next output line
         raise
     if len(failures) > 1:
         raise BuildError("\n\n".join(str(failure) for failure in failures))

@@ -181,26 +181,43 @@ def test_the_kit_installs_the_uv_the_spark_image_pins():
 def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
     import signal
     import threading
+    import time
 
     from images.build import build_side_by_side
 
     specs = image_specs("dlkit", "debian:bookworm")[1:]
-    pressed = []
+    both_streaming, interrupted, pressed = threading.Barrier(len(specs)), threading.Event(), []
+
+    class HeldBuilds(SlowBuilds):
+        """Each build streams its first step, then waits for the other's and for the Ctrl-C to land."""
+
+        def build(self, *, tag, **_):
+            yield {"stream": "Step 1/2 : FROM base\n"}
+            both_streaming.wait(10)
+            interrupted.wait(10)
+            time.sleep(0.2)  # the main thread's few bytecodes from the handler to the stop flag
+            yield {"stream": "Step 2/2 : RUN fetch\n"}
+            yield {"stream": " ---> downloaded\n"}
 
     def on_step(phase, detail):
         if not pressed and "starting" not in phase:  # once both builds stream
             pressed.append(phase)
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C, on the kit's main thread
 
-    # Python's own handler, as at a terminal: a CI runner may start the tests with SIGINT ignored
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    def on_ctrl_c(signum, frame):  # Python's own behaviour, and a mark that the main thread took it
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    # a handler of our own, as at a terminal: a CI runner may start the tests with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
     try:
         with pytest.raises(KeyboardInterrupt):
-            build_side_by_side(SlowBuilds(), specs, None, tmp_path, on_step)
+            build_side_by_side(HeldBuilds(), specs, None, tmp_path, on_step)
     finally:
         signal.signal(signal.SIGINT, previous)
     for spec in specs:  # each read one more line after the Ctrl-C, and left
-        assert "---> downloaded" not in (tmp_path / f"{spec.name}.log").read_text()
+        log = (tmp_path / f"{spec.name}.log").read_text()
+        assert "Step 2/2" in log and "---> downloaded" not in log
 
 
 def test_two_failed_builds_are_reported_together_and_an_engine_error_names_its_image(tmp_path):

@@ -70,3 +70,37 @@ def test_the_per_device_datasets_of_a_distributed_pipeline_do_not_autotune(monke
     device_dataset = multi_device_iterator_ops._create_device_dataset(None, 0, 1, False)
     assert device_dataset.options().autotune.enabled is False
     assert list(device_dataset.as_numpy_iterator()) == [0, 1, 2]
+
+
+def test_a_seed_fixes_the_training_batches_whichever_fetch_is_slow(tmp_path):
+    import time
+
+    (tmp_path / "train").mkdir()
+    files = []
+    for index in range(6):
+        images = np.full((8, 32, 32, 3), index * 40, np.uint8)
+        name = f"train/part-{index:05d}.tfrecord"
+        (tmp_path / name).write_bytes(tfrecord_bytes(encode_example(i, index * 8 + k) for k, i in enumerate(images)))
+        files.append(name)
+
+    def batches(slow: str, seed: int = 7, augmentation: bool = False) -> list:
+        fetch = input_pipeline.make_fetch(str(tmp_path), str(tmp_path / f"cache-{slow[-9:]}-{seed}-{augmentation}"))
+
+        def fetch_late(path):  # one file arrives last, as a slow datanode would make it
+            if path.numpy().decode() == slow:
+                time.sleep(0.3)
+            return fetch(path)
+
+        dataset = input_pipeline.make_dataset(
+            str(tmp_path), files, batch_size=4, training=True, seed=seed, augmentation=augmentation, fetch=fetch_late
+        )
+        return [(images.numpy(), labels.numpy()) for images, labels in dataset.take(30)]  # 2.5 passes
+
+    def same(a: list, b: list) -> bool:
+        return all(np.array_equal(x[0], y[0]) and np.array_equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+
+    assert same(batches(files[0]), batches(files[3]))
+    assert same(batches(files[0], augmentation=True), batches(files[3], augmentation=True))
+    assert not same(batches(files[0]), batches(files[0], seed=8))
+    flipped_or_cropped = batches(files[0], augmentation=True)
+    assert not same(flipped_or_cropped, batches(files[0]))  # the augmentation did change the images

@@ -98,41 +98,48 @@ def runs_url(c, project=None) -> str:
     return cluster_shape(c, project).default_fs + kit_settings(c).train.hdfs_runs
 
 
-SAMPLE_SECONDS = 5.0  # Docker's stats stream (one sample a second per container) cost the trainers ~4% of the host
+# Each one-shot stats call is dockerd and containerd work on the cores the slots train on: at 5 s,
+# the calls and the container listing cost 10 ms/s of a 2-core host during 2-slot training (and a
+# slot that loses the core stalls the other at the all-reduce). The CPU figure comes from the
+# counters' growth between the first and last reading, so a longer interval only coarsens the
+# memory peak (each training process's own peak is measured exactly by the job).
+SAMPLE_SECONDS = 20.0
 
 
 class ResourceSampler:
-    """CPU % and memory of every container of the project, from one-shot Docker stats every few seconds.
+    """Mean CPU % and peak memory of every container of the project, from one-shot Docker stats
+    every SAMPLE_SECONDS.
 
     cluster.containers() finds them on every engine (several hosts: each service's task on its own);
     a service's samples go under its name, a client's under its container's."""
 
     def __init__(self, cluster):
         self.cluster, self.shape = cluster, cluster.shape
-        self.samples: dict[str, list[tuple[float, float]]] = {}
+        self.samples: dict[str, list[tuple[int, int, int, float]]] = {}  # CPU ns, host CPU ns, CPUs, memory MB
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
-        self.watched: set[str] = set()
+        self.watched: dict[str, object] = {}  # name: container
 
     def _follow(self, container) -> None:
-        previous = None  # (container CPU ns, host CPU ns): CPU % is the ratio of their growth
         try:
             while not self.stop.is_set():
-                stats = container.stats(stream=False, one_shot=True)
-                cpu = stats.get("cpu_stats", {})
-                if not cpu.get("system_cpu_usage"):  # stopped, not yet removed: no reading, not a zero one
-                    return
-                now = (cpu.get("cpu_usage", {}).get("total_usage", 0), cpu.get("system_cpu_usage", 0))
-                cpus = cpu.get("online_cpus") or 1
-                percent = 0.0
-                if previous and now[1] > previous[1] and now[0] >= previous[0]:
-                    percent = 100.0 * (now[0] - previous[0]) / (now[1] - previous[1]) * cpus
-                memory = stats.get("memory_stats", {}).get("usage", 0) / 2**20
-                self.samples.setdefault(self.shown_as(container), []).append((percent, memory))
-                previous = now
+                self.read(container)
                 self.stop.wait(SAMPLE_SECONDS)
         except Exception:  # the container went away (a finished client): its samples stay
             return
+
+    def read(self, container) -> None:
+        stats = container.stats(stream=False, one_shot=True)
+        cpu = stats.get("cpu_stats", {})
+        if not cpu.get("system_cpu_usage"):  # stopped, not yet removed: no reading, not a zero one
+            raise LookupError(container.name)
+        reading = (
+            cpu.get("cpu_usage", {}).get("total_usage", 0),
+            cpu["system_cpu_usage"],
+            cpu.get("online_cpus") or 1,
+            stats.get("memory_stats", {}).get("usage", 0) / 2**20,
+        )
+        self.samples.setdefault(self.shown_as(container), []).append(reading)
 
     def shown_as(self, container) -> str:
         service = container.labels.get(SERVICE_LABEL, "")
@@ -144,7 +151,7 @@ class ResourceSampler:
         while True:
             for container in self.cluster.containers():
                 if container.status == "running" and container.name not in self.watched:
-                    self.watched.add(container.name)
+                    self.watched[container.name] = container
                     thread = threading.Thread(target=self._follow, args=(container,), daemon=True)
                     thread.start()
                     self.threads.append(thread)
@@ -155,16 +162,25 @@ class ResourceSampler:
         threading.Thread(target=self._discover, daemon=True).start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, *_):
         self.stop.set()
+        if kind is not None:  # an interrupted measurement reports nothing: no reason to wait
+            return
+        for thread in self.threads:
+            thread.join(10)
+        for container in list(self.watched.values()):  # a last reading closes each CPU window
+            with contextlib.suppress(Exception):  # gone already (a finished client)
+                self.read(container)
 
     def summary(self) -> dict:
         out = {}
         for name, rows in sorted(self.samples.items()):
-            busy = [cpu for cpu, _ in rows[1:]] or [0.0]
+            (cpu_first, host_first, _, _), (cpu_last, host_last, cpus, _) = rows[0], rows[-1]
+            grown = host_last > host_first and cpu_last >= cpu_first
+            share = (cpu_last - cpu_first) / (host_last - host_first) * cpus if grown else 0.0
             out[name.removeprefix(self.shape.container_name(""))] = {
-                "mean_cpu_percent": round(sum(busy) / len(busy), 1),
-                "peak_memory_mb": round(max(m for _, m in rows), 1),
+                "mean_cpu_percent": round(100.0 * share, 1),
+                "peak_memory_mb": round(max(row[3] for row in rows), 1),
                 "samples": len(rows),
             }
         return out

@@ -339,17 +339,18 @@ def build_side_by_side(
     # holds), and the clean-up below would then leave without it.
     finished = {spec.name: threading.Event() for spec in specs}
     threads = {spec.name: threading.Thread(target=build_then_mark, args=(spec,), daemon=True) for spec in specs}
+    starting: list[str] = []  # named before its start: a Ctrl-C inside start() may come after the thread runs
     try:
-        for thread in threads.values():
+        for name, thread in threads.items():
+            starting.append(name)
             thread.start()
         for done in finished.values():
             while not done.wait(0.5):  # in short waits, so the main thread still takes a Ctrl-C
                 pass
     except BaseException:
         stopping.set()
-        for name, thread in threads.items():
-            if thread.ident is not None:  # a Ctrl-C between two starts leaves the second unstarted
-                finished[name].wait(5)  # each leaves at its build's next output line
+        for name in starting:  # a Ctrl-C between two starts leaves the second unstarted
+            finished[name].wait(5)  # each leaves at its build's next output line
         raise
     if len(failures) > 1:
         raise BuildError("\n\n".join(str(failure) for failure in failures))

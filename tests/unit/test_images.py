@@ -186,18 +186,22 @@ def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
     from images.build import build_side_by_side
 
     specs = image_specs("dlkit", "debian:bookworm")[1:]
-    both_streaming, interrupted, pressed = threading.Barrier(len(specs)), threading.Event(), []
+    both_streaming, interrupted, pressed, left = threading.Barrier(len(specs)), threading.Event(), [], set()
+    pause_after_ctrl_c = {specs[0].tag: 1.0, specs[1].tag: 0.2}  # the first one waited on is the slower
 
     class HeldBuilds(SlowBuilds):
         """Each build streams its first step, then waits for the other's and for the Ctrl-C to land."""
 
         def build(self, *, tag, **_):
-            yield {"stream": "Step 1/2 : FROM base\n"}
-            both_streaming.wait(10)
-            interrupted.wait(10)
-            time.sleep(0.2)  # the main thread's few bytecodes from the handler to the stop flag
-            yield {"stream": "Step 2/2 : RUN fetch\n"}
-            yield {"stream": " ---> downloaded\n"}
+            try:
+                yield {"stream": "Step 1/2 : FROM base\n"}
+                both_streaming.wait(10)
+                interrupted.wait(10)
+                time.sleep(pause_after_ctrl_c[tag])  # past the main thread's few bytecodes to the stop flag
+                yield {"stream": "Step 2/2 : RUN fetch\n"}
+                yield {"stream": " ---> downloaded\n"}
+            finally:
+                left.add(tag)
 
     def on_step(phase, detail):
         if not pressed and "starting" not in phase:  # once both builds stream
@@ -213,6 +217,7 @@ def test_ctrl_c_leaves_both_builds_at_their_next_line(tmp_path):
     try:
         with pytest.raises(KeyboardInterrupt):
             build_side_by_side(HeldBuilds(), specs, None, tmp_path, on_step)
+        assert left == {spec.tag for spec in specs}  # both had left when the Ctrl-C reached the caller
     finally:
         signal.signal(signal.SIGINT, previous)
     for spec in specs:  # each read one more line after the Ctrl-C, and left

@@ -135,7 +135,8 @@ def report_markdown(results: dict) -> str:
     text += "| configuration | container | mean CPU % | peak memory MB |\n|---|---|---|---|\n"
     for row in results["configurations"]:
         for name, usage in row["resources"].items():
-            text += f"| {row['label']} | {name} | {usage['mean_cpu_percent']} | {usage['peak_memory_mb']} |\n"
+            cpu = "-" if usage["mean_cpu_percent"] is None else usage["mean_cpu_percent"]  # read once only
+            text += f"| {row['label']} | {name} | {cpu} | {usage['peak_memory_mb']} |\n"
     for warning in results["warnings"]:
         text += f"\n> warning: {warning}\n"
     if results.get("synthetic"):

@@ -34,9 +34,21 @@ def test_the_mean_cpu_spans_the_first_and_last_reading_and_the_memory_is_the_pea
         shape=SimpleNamespace(container_name=lambda service: f"lab-{service}"), containers=lambda: [worker, namenode]
     )
     with ResourceSampler(cluster) as sampler:
-        while worker.reads < 1 or namenode.reads < 1:  # the first reading of each, at once
+        deadline = time.monotonic() + 10
+        while (worker.reads < 1 or namenode.reads < 1) and time.monotonic() < deadline:  # the first of each, at once
             time.sleep(0.01)
     summary = sampler.summary()
     assert worker.reads == 2 and namenode.reads == 2  # the first, and the last on leaving: no 20 s wait
     assert summary["spark-worker"] == {"mean_cpu_percent": 150.0, "peak_memory_mb": 900.0, "samples": 2}
     assert summary["namenode"]["mean_cpu_percent"] == 2.0
+
+
+def test_a_container_read_once_has_no_cpu_figure_and_a_restart_loses_one_interval_only():
+    sampler = ResourceSampler(SimpleNamespace(shape=SimpleNamespace(container_name=lambda service: f"lab-{service}")))
+    sampler.samples = {
+        "lab-client-1": [(5, 100, 2, 80.0)],  # a client that ended before its second reading
+        "lab-spark-worker": [(0, 0, 2, 1.0), (10, 100, 2, 1.0), (2, 200, 2, 1.0), (12, 300, 2, 1.0)],  # restarted
+    }
+    summary = sampler.summary()
+    assert summary["client-1"]["mean_cpu_percent"] is None
+    assert summary["spark-worker"]["mean_cpu_percent"] == 20.0  # (10 + 10) x 2 CPUs over 200 of host time

@@ -167,8 +167,11 @@ def record_error_in(error: Exception) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def stage(spark, args) -> dict:
-    """The staging itself; returns the manifest (existing one when up to date)."""
+def stage(start_spark, args) -> dict:
+    """The staging itself; returns the manifest (existing one when up to date).
+
+    start_spark() is called only when there is something to stage: an up-to-date target costs
+    no Spark application (its executors alone take seconds to start)."""
     from jobs.lib.progress import spark_progress
 
     if args.shards < 1:
@@ -186,6 +189,7 @@ def stage(spark, args) -> dict:
     try:
         upload_raw_files(storage, inputs, staging)
         offsets, shards = first_indices(inputs), args.shards
+        spark = start_spark()
         raw_files = ",".join(storage.join(staging, "raw", item["name"]) for item in inputs)
         with spark_progress(spark.sparkContext, "stage: parse and write shards"):
             stats = (
@@ -278,11 +282,17 @@ def summary(manifest: dict) -> dict:
 
 
 def run(args) -> dict:
-    spark = spark_session("stage-cifar10", args.master)
+    started = []
+
+    def start_spark():
+        started.append(spark_session("stage-cifar10", args.master))
+        return started[-1]
+
     try:
-        return summary(stage(spark, args))
+        return summary(stage(start_spark, args))
     finally:
-        spark.stop()
+        for spark in started:
+            spark.stop()
 
 
 def main(argv=None) -> dict:

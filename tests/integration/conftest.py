@@ -1,15 +1,19 @@
 """A real cluster for the integration tests, built by the same code as `./kit up`.
 
 Its project name is unique per run, so it runs beside a user's cluster; teardown removes its
-containers, network and volumes even when setup fails.
+containers, network and volumes even when setup fails. It starts as soon as the tests are
+collected, in a thread: its half-minute of JVM start-ups runs beside the unit tests rather than
+before the first integration test.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import docker
@@ -55,10 +59,73 @@ def docker_client():
     return client
 
 
+class ClusterStartedEarly:
+    """The session cluster, brought up in a thread; its fixture waits for it and takes it down."""
+
+    WAIT_SECONDS = 900  # far beyond a start's own bounded health waits (cluster.startup_timeout)
+
+    def __init__(self, client) -> None:
+        self.stack = contextlib.ExitStack()
+        self.done = threading.Event()
+        self.cluster = None
+        self.error: BaseException | None = None
+        threading.Thread(target=self._start, args=(client,), name="session-cluster", daemon=True).start()
+
+    def _start(self, client) -> None:
+        try:
+            remove_leftover_test_clusters(client)
+            self.cluster = self.stack.enter_context(running_cluster(client))
+        except BaseException as error:  # pytest.fail's too: raised again in the fixture
+            self.error = error
+        finally:
+            self.done.set()
+
+    def result(self):
+        if not self.done.wait(self.WAIT_SECONDS):
+            pytest.fail(f"the session cluster was not up after {self.WAIT_SECONDS} s (its output is above)", pytrace=False)
+        if self.error is not None:
+            raise self.error
+        return self.cluster
+
+    def close(self) -> None:
+        self.done.wait(self.WAIT_SECONDS)  # a start still under way ends first, so nothing is left behind
+        self.stack.close()
+
+
+EARLY: dict[str, ClusterStartedEarly] = {}
+
+
+def pytest_collection_finish(session) -> None:
+    option = session.config.option
+    if option.collectonly or getattr(option, "setupplan", False) or getattr(option, "showfixtures", False):
+        return  # nothing will run
+    if not any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+        return
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception:  # the docker_client fixture says what is wrong, test by test
+        return
+    EARLY["cluster"] = ClusterStartedEarly(client)
+
+
+def pytest_sessionfinish(session) -> None:
+    early = EARLY.pop("cluster", None)
+    if early is not None:  # interrupted before any test used it
+        early.close()
+
+
 @pytest.fixture(scope="session")
 def cluster(docker_client):
-    with running_cluster(docker_client) as started:
-        yield started
+    early = EARLY.pop("cluster", None)
+    if early is None:
+        with running_cluster(docker_client) as started:
+            yield started
+        return
+    try:
+        yield early.result()
+    finally:
+        early.close()
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ def test_the_staged_layout_in_hdfs_is_complete(cluster, staged):
 
 
 def test_every_staged_record_decodes_to_its_source_record(cluster, staged, source, target):
-    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/verify_staged.py", [target, SOURCE], source)
+    code, output = run_job(cluster, "/opt/dlkit/tests/integration/jobs/verify_staged.py", [target, SOURCE], source, spark=False)
     assert code == 0, output[-4000:]
     report = result_of(output)
     assert report["checked"] == 5 * TRAIN_PER_BATCH + TEST_RECORDS
@@ -41,13 +41,20 @@ def test_every_staged_record_decodes_to_its_source_record(cluster, staged, sourc
     assert report["shapes"] == [[32, 32, 3]]
 
 
-def test_staging_the_same_inputs_again_is_a_no_op(cluster, staged, source, target):
+def spark_applications(cluster) -> int:
+    master = cluster.fetch_json("spark-master", "http://localhost:8080/json/")
+    return len(master["activeapps"]) + len(master["completedapps"])
+
+
+def test_staging_the_same_inputs_again_is_a_no_op_that_starts_no_spark_application(cluster, staged, source, target):
+    applications = spark_applications(cluster)
     code, output = run_job(
         cluster, "/opt/dlkit/jobs/stage_cifar.py", ["--source", SOURCE, "--target", target, "--shards", str(SHARDS)], source
     )
     assert code == 0, output[-4000:]
     again = result_of(output)
     assert again["up_to_date"] is True and again["checksum"] == staged["checksum"]
+    assert spark_applications(cluster) == applications
 
 
 def test_eda_counts_labels_exactly_and_writes_its_figures(cluster, staged, source, target, tmp_path):

@@ -14,7 +14,13 @@ from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, res
 
 
 def hdfs_json(cluster, path: str):
-    return json.loads(cluster.hdfs(["dfs", "-cat", path]))
+    text = cluster.webhdfs_read(path)  # no JVM to start, unlike `hdfs dfs -cat`
+    assert text is not None, f"{path} is not in HDFS"
+    return json.loads(text)
+
+
+def runs_in_hdfs(cluster) -> set[str]:
+    return {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs")}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +58,7 @@ def test_only_the_chief_writes_the_run_folder(cluster, two_slots):
     traced = {path for path in paths if path.split("/")[0] == "profile"}  # the bench's --profile: the chief's trace
     assert any(path.endswith(".xplane.pb") for path in traced), sorted(traced)
     assert paths - traced == expected, sorted((paths - traced) ^ expected)
-    assert folder.rsplit("/", 1)[-1] + ".partial" not in cluster.hdfs(["dfs", "-ls", "/runs"])
+    assert folder.rsplit("/", 1)[-1] + ".partial" not in runs_in_hdfs(cluster)
     metrics = hdfs_json(cluster, f"{folder}/metrics.json")
     assert metrics["slots"] == 2 and metrics["global_batch"] == 32 and metrics["epochs_run"] == 2
     assert [row["epoch"] for row in metrics["history"]] == [1, 2]
@@ -65,6 +71,7 @@ def test_the_saved_model_reproduces_the_reported_test_accuracy(cluster, two_slot
         "/opt/dlkit/tests/integration/jobs/evaluate_model.py",
         [cluster.shape.default_fs + two_slots["folder"], target],
         source,
+        spark=False,
     )
     assert code == 0, output[-4000:]
     reloaded = result_of(output)
@@ -81,7 +88,7 @@ def test_more_slots_than_the_cluster_has_fail_before_training(cluster, staged, t
     code, output = train(cluster, target, source, slots=3, epochs=1, run_id="it-too-many")
     assert code == 1
     assert "asked for 3 slots of 2 cores, but the cluster has 2 free" in output
-    assert "it-too-many" not in cluster.hdfs(["dfs", "-ls", "/runs"])
+    assert not {run for run in runs_in_hdfs(cluster) if run.startswith("it-too-many")}
 
 
 def test_after_the_sessions_jobs_every_hdfs_block_has_the_clusters_replication(cluster):

@@ -187,9 +187,9 @@ def stage(start_spark, args) -> dict:
     started = time.monotonic()
     staging = f"{args.target.rstrip('/')}.staging-{uuid.uuid4().hex[:8]}"
     try:
+        spark = start_spark()  # its executors register while the files upload
         upload_raw_files(storage, inputs, staging)
         offsets, shards = first_indices(inputs), args.shards
-        spark = start_spark()
         raw_files = ",".join(storage.join(staging, "raw", item["name"]) for item in inputs)
         with spark_progress(spark.sparkContext, "stage: parse and write shards"):
             stats = (

@@ -27,7 +27,9 @@ from jobs.lib.result import run_main
 from jobs.lib.session import spark_session
 from jobs.lib.storage import download_folder, open_storage
 
-SLOT_POLL_SECONDS = 0.5  # one scheduler call through py4j: cheap, and every run starts that much sooner
+# a scheduler call through py4j (and, while recovering, a look at the master's JSON): cheap, and
+# every run starts that much sooner
+SLOT_POLL_SECONDS = 0.5
 # each read of the chief's progress is namenode and datanode work on the cores that train: an
 # epoch takes a minute or more, so a line up to 10 s late costs nothing
 PROGRESS_POLL_SECONDS = 10.0

@@ -67,6 +67,9 @@ class ClusterStartedEarly:
     def __init__(self, client) -> None:
         self.stack = contextlib.ExitStack()
         self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.closed = False
+        self.lines: list[str] = []  # printed by the fixture: a unit test's capture would swallow them
         self.cluster = None
         self.error: BaseException | None = None
         threading.Thread(target=self._start, args=(client,), name="session-cluster", daemon=True).start()
@@ -74,22 +77,34 @@ class ClusterStartedEarly:
     def _start(self, client) -> None:
         try:
             remove_leftover_test_clusters(client)
-            self.cluster = self.stack.enter_context(running_cluster(client))
+            started = running_cluster(client, say=self.lines.append)
+            self.cluster = started.__enter__()
+            with self.lock:
+                self.stack.push(started)
+                late = self.closed
+            if late:  # given up on while it started: it still goes down
+                self.stack.close()
         except BaseException as error:  # pytest.fail's too: raised again in the fixture
             self.error = error
         finally:
             self.done.set()
 
     def result(self):
-        if not self.done.wait(self.WAIT_SECONDS):
+        waited = self.done.wait(self.WAIT_SECONDS)
+        print("\n".join(self.lines))
+        if not waited:
             pytest.fail(f"the session cluster was not up after {self.WAIT_SECONDS} s (its output is above)", pytrace=False)
         if self.error is not None:
             raise self.error
         return self.cluster
 
     def close(self) -> None:
-        self.done.wait(self.WAIT_SECONDS)  # a start still under way ends first, so nothing is left behind
-        self.stack.close()
+        if not self.done.is_set():
+            print("waiting for the session cluster to finish starting, to take it down", file=sys.stderr)
+        self.done.wait(self.WAIT_SECONDS)
+        with self.lock:  # a start that ends later takes itself down
+            self.closed = True
+            self.stack.close()
 
 
 EARLY: dict[str, ClusterStartedEarly] = {}
@@ -99,6 +114,8 @@ def pytest_collection_finish(session) -> None:
     option = session.config.option
     if option.collectonly or getattr(option, "setupplan", False) or getattr(option, "showfixtures", False):
         return  # nothing will run
+    if session.testsfailed:
+        return  # collection errors: pytest stops before any test
     if not any("cluster" in getattr(item, "fixturenames", ()) for item in session.items):
         return
     try:

@@ -80,7 +80,7 @@ def shape_for_tests(**changes):
 
 
 @contextlib.contextmanager
-def running_cluster(client, **changes):
+def running_cluster(client, say=print, **changes):
     cluster = Cluster(shape_for_tests(**changes), client)
     for image in (cluster.shape.hadoop_image, cluster.shape.spark_image):
         try:
@@ -88,7 +88,7 @@ def running_cluster(client, **changes):
         except docker.errors.ImageNotFound:
             pytest.fail(f"image {image} is missing: run './kit images.build' (./kit test does)", pytrace=False)
     try:
-        cluster.up(say=lambda line: print(f"[{cluster.shape.project}] {line}"))
+        cluster.up(say=lambda line: say(f"[{cluster.shape.project}] {line}"))
         yield cluster
     finally:
         cluster.down(volumes=True, say=lambda line: None)

@@ -269,8 +269,11 @@ def test_kit_up_places_the_cluster_over_two_hosts_with_a_replica_of_every_block_
             code, output = running.result(timeout=JOB_TIMEOUT)
             assert code == 0, output[-4000:]
             trained = result_of(output)
-            sharding = json.loads(cluster.webhdfs_read("/runs/it-multihost/sharding.json") or "null")
-            metrics = json.loads(cluster.webhdfs_read("/runs/it-multihost/metrics.json") or "null")
+            sharding, metrics = (
+                json.loads(cluster.webhdfs_read(f"/runs/it-multihost/{name}") or "null")
+                for name in ("sharding.json", "metrics.json")
+            )
+            assert sharding is not None and metrics is not None, "the run's sharding.json or metrics.json is not in HDFS"
             run_folder = {entry["pathSuffix"] for entry in cluster.webhdfs_list("/runs/it-multihost")}
             after_reboot = json.loads(kit("status", "--json"))
             say(kit("down", "--volumes"))  # it fails when anything is left on any engine

@@ -217,7 +217,7 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
     help={
         "slots": "comma-separated slot counts, e.g. 1,2,4 (default bench.slots)",
         "epochs": "most epochs per configuration",
-        "recipe": "paper, scaled, scaled-sqrt or tuned",
+        "recipe": "paper, scaled or tuned",
         "cores_per_slot": "executor cores and TensorFlow threads per slot",
         "steps_per_epoch": "default: a full pass over the training set",
         "validation_records": "test records validated after each epoch (default: all; the final test uses all)",

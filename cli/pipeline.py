@@ -147,8 +147,7 @@ def eda_with(c, backend, fraction=1.0, out=None) -> dict:
         "slots": "barrier tasks (workers)",
         "epochs": "most epochs (early stopping may end sooner)",
         "recipe": "paper (the reference protocol), scaled (learning rate x slots after a warm-up, then decaying to the last "
-        "epoch), scaled-sqrt (the same with learning rate x the square root of slots, Adam's rule) or tuned (scaled, "
-        "augmented)",
+        "epoch) or tuned (scaled, augmented)",
         "cores_per_slot": "executor cores and TensorFlow threads per worker",
         "steps_per_epoch": "default: one pass over the training set",
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",

@@ -65,7 +65,7 @@ class TrainArgs(JobArgs):
     cores_per_slot: int | None = flag("TensorFlow threads per worker", default=None, low=1)
     epochs: int | None = flag("most epochs (early stopping may end sooner)", default=None, low=1)
     batch_per_worker: int | None = flag("per-worker batch; the global batch is this x slots", default=None, low=1)
-    recipe: str | None = flag("paper, scaled, scaled-sqrt or tuned", default=None, choices=RECIPES)
+    recipe: str | None = flag("paper, scaled or tuned", default=None, choices=RECIPES)
     gradient_dtype: str | None = flag(
         "dtype in which the workers' gradients are summed each step (bfloat16: half the bytes)",
         default=None,

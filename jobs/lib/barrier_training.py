@@ -23,18 +23,9 @@ from jobs.lib.storage import open_storage, upload_folder
 # paper: the study's protocol, whose global batch grows with the workers at a fixed learning rate;
 # scaled: the same with the learning rate x workers after a warm-up (Goyal et al. 2017), so N
 # workers take an epoch's fewer, larger steps as far, then decaying to the end of the run (with 1
-# worker too, so 1 and N slots follow the same schedule); scaled-sqrt: scaled with the rate x the
-# square root of the workers, the rule derived for Adam (Malladi et al. 2022; the linear one is
-# SGD's); tuned: scaled, with random flips and crops
-RECIPES = ("paper", "scaled", "scaled-sqrt", "tuned")
-SCALES_LEARNING_RATE = ("scaled", "scaled-sqrt", "tuned")
-BASE_LEARNING_RATE = 1e-3  # the study's Adam rate, for one worker
-
-
-def rate_scale(recipe: str, workers: int) -> float:
-    if recipe not in SCALES_LEARNING_RATE:
-        return 1.0
-    return workers**0.5 if recipe == "scaled-sqrt" else float(workers)
+# worker too, so 1 and N slots follow the same schedule); tuned: scaled, with random flips and crops
+RECIPES = ("paper", "scaled", "tuned")
+SCALES_LEARNING_RATE = ("scaled", "tuned")
 
 
 def train_fn(config: dict):
@@ -70,7 +61,9 @@ def train_fn(config: dict):
     scratch = local if chief else os.path.join(local, f"workertemp_{worker}")
     os.makedirs(scratch, exist_ok=True)
 
-    learning_rate = BASE_LEARNING_RATE * rate_scale(config["recipe"], workers)
+    learning_rate = 1e-3
+    if config["recipe"] in SCALES_LEARNING_RATE:
+        learning_rate *= workers
     model = build_model(learning_rate)
     sum_gradients_in(model.optimizer, config["gradient_dtype"])
 
@@ -135,7 +128,7 @@ def train_fn(config: dict):
         # a warm-up of at most 3 epochs (flat with 1 worker), never the whole run: a short run's last
         # epoch trains at the scaled rate; the decay starts after it
         warmup_epochs = min(3, config["epochs"] - 1)
-        callbacks.append(learning_rate_schedule(BASE_LEARNING_RATE, learning_rate, warmup_epochs, config["epochs"]))
+        callbacks.append(learning_rate_schedule(learning_rate / workers, learning_rate, warmup_epochs, config["epochs"]))
     marks.append(("fit", time.time()))
     started = time.monotonic()
     model.fit(

@@ -142,11 +142,3 @@ def test_after_the_warm_up_the_rate_decays_to_the_end_of_the_run_alike_for_one_a
     assert 0 < two[-1] < 0.05 * 2e-3  # the last epoch trains at a small rate, not at 0
     assert one[:4] == pytest.approx([1e-3] * 4)  # 1 slot: flat, then the same decay
     assert [b / a for a, b in zip(one[3:], two[3:])] == pytest.approx([2.0] * 7)
-
-
-def test_the_scaled_recipes_multiply_the_rate_by_the_workers_or_their_square_root():
-    from jobs.lib.barrier_training import rate_scale
-
-    assert [rate_scale("paper", n) for n in (1, 2, 4)] == [1.0, 1.0, 1.0]  # the study: one rate, a larger batch
-    assert [rate_scale("scaled", n) for n in (1, 2, 4)] == [1.0, 2.0, 4.0]  # SGD's linear rule (tuned too)
-    assert [rate_scale("scaled-sqrt", n) for n in (1, 2, 4)] == pytest.approx([1.0, 2**0.5, 2.0])  # Adam's rule

@@ -21,7 +21,7 @@ def test_the_project_settings_load_typed_and_shape_the_cluster_from_its_own_sect
     "section, key, value, message",
     [
         ("train", "slots", 0, "setting train.slots = 0 must be at least 1"),
-        ("train", "recipe", "fast", "setting train.recipe = 'fast' must be one of paper, scaled, scaled-sqrt, tuned"),
+        ("train", "recipe", "fast", "setting train.recipe = 'fast' must be one of paper, scaled, tuned"),
         ("cluster", "namenode_ui_port", 70000, "must be at least 0 and at most 65535"),
         ("demo", "eda_fraction", 0, "setting demo.eda_fraction = 0 must be above 0 and at most 1"),
         ("bench", "epochs", "two", "setting bench.epochs = 'two' is not an integer"),

@@ -94,6 +94,12 @@ def running_cluster(client, say=print, **changes):
         cluster.down(volumes=True, say=lambda line: None)
 
 
+def namesystem_state(cluster) -> dict:
+    """The namenode's FSNamesystemState JMX bean (live, dead and stale datanodes...): one HTTP request, no JVM."""
+    query = "http://localhost:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+    return cluster.fetch_json("namenode", query)["beans"][0]
+
+
 def client_container(cluster: Cluster, command: list[str]) -> DockerContainer:
     """A testcontainers container with the kit's client settings, on the cluster's network."""
     spec = cluster.client_kwargs(command, ROOT)

@@ -24,6 +24,7 @@ from tests.integration.support import (
     TEST_RECORDS,
     TRAIN_PER_BATCH,
     epochs_reported,
+    namesystem_state,
     poll_while_running,
     result_of,
     run_job,
@@ -105,17 +106,16 @@ def stop(cluster, process: subprocess.Popen) -> None:
 def wait_until_declared_dead(cluster) -> float:
     """Seconds until the namenode declares the killed datanode dead."""
     started = time.monotonic()
-    while (state := namesystem_state(cluster)).get("NumDeadDataNodes") != 1:
+    while (state := namesystem_state_or_why(cluster)).get("NumDeadDataNodes") != 1:
         assert time.monotonic() < started + 120, f"the namenode never declared the killed datanode dead: {state}"
         time.sleep(0.5)  # bounded by the deadline above; one HTTP request, no JVM
     return time.monotonic() - started
 
 
-def namesystem_state(cluster) -> dict:
-    """The namenode's FSNamesystemState bean; an answer slower than fetch_json's 5 s reads as {}."""
-    query = "http://localhost:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState"
+def namesystem_state_or_why(cluster) -> dict:
+    """The namenode's state; an answer slower than fetch_json's 5 s reads as {"unanswered": why}."""
     try:
-        return cluster.fetch_json("namenode", query)["beans"][0]
+        return namesystem_state(cluster)
     except ClusterError as error:
         return {"unanswered": str(error)}
 

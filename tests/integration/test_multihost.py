@@ -28,6 +28,7 @@ from tests.integration.support import (
     SHARDS,
     SOURCE,
     kit_context,
+    namesystem_state,
     result_of,
     run_job,
     shape_for_tests,
@@ -148,8 +149,7 @@ def blob_script(size_mb: int) -> str:
 
 
 def stale_datanodes(cluster) -> int:
-    state = cluster.fetch_json("namenode", "http://localhost:9870/jmx?qry=Hadoop:service=NameNode,name=FSNamesystemState")
-    return state["beans"][0]["NumStaleDataNodes"]
+    return namesystem_state(cluster)["NumStaleDataNodes"]
 
 
 def overlay_address(container, network: str) -> str:

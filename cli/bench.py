@@ -233,6 +233,8 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
         f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1; "
         "with --repeats N, N seeds (each slot count trains with each) and their mean difference",
+        "seed": "the training seed of every run (default the job's); with --accuracy-gate --repeats N, the first of "
+        "N consecutive seeds, so a later gate can add seeds to an earlier one's",
         "profile": "also keep a TensorFlow profiler trace of each configuration's probe steps (bench.probe_steps) under "
         "<out>/profile, for TensorBoard's profile plugin",
         "embedded": "Spark's embedded local-cluster and local storage (see stage)",
@@ -255,6 +257,7 @@ def bench(
     batch_per_worker=None,
     gradient_dtype=None,
     accuracy_gate=False,
+    seed=None,
     profile=False,
     embedded=False,
     master=None,
@@ -265,7 +268,7 @@ def bench(
     counts = slot_counts(slots, "--slots") if slots else kit_settings(c).bench.slot_counts
     epochs, cores_per_slot = whole(epochs, "--epochs"), whole(cores_per_slot, "--cores-per-slot")
     steps_per_epoch, repeats = whole(steps_per_epoch, "--steps-per-epoch"), whole(repeats, "--repeats")
-    validation_records = whole(validation_records, "--validation-records")
+    validation_records, seed = whole(validation_records, "--validation-records"), whole(seed, "--seed", low=0)
     mllib_iterations, batch_per_worker = (
         whole(mllib_iterations, "--mllib-iterations"),
         whole(batch_per_worker, "--batch-per-worker"),
@@ -304,6 +307,7 @@ def bench(
         gradient_dtype=gradient_dtype,
         batch_per_worker=batch_per_worker,
         profile=profile,
+        seed=seed,
     )
 
 
@@ -324,6 +328,7 @@ def bench_with(
     gradient_dtype=None,
     batch_per_worker=None,
     profile=False,
+    seed=None,
 ) -> dict:
     settings = kit_settings(c).bench
     counts = slot_counts(slots, "--slots") if slots else settings.slot_counts
@@ -359,7 +364,10 @@ def bench_with(
         probe_steps=settings.probe_steps,
         **run,
     )
-    plain_args = PlainArgs(data=backend.data_url, threads=cores, batch=batch, probe_steps=settings.probe_steps, **run)
+    first_seed = JOB_DEFAULTS["seed"] if seed is None else int(seed)
+    plain_args = PlainArgs(
+        data=backend.data_url, threads=cores, batch=batch, probe_steps=settings.probe_steps, seed=first_seed, **run
+    )
     traces = out_dir / "profile" if profile else None
 
     def trace_folder(name: str) -> dict:
@@ -383,9 +391,12 @@ def bench_with(
                 run_id = f"bench-{stamp}-{count}x{cores}{tag}"
                 with backend.sampler() as sampler, StealMeter() as steal:
                     # the gate's rounds are seeds: every slot count trains with each
-                    seed = JOB_DEFAULTS["seed"] + index if gate else None
                     args = dataclasses.replace(
-                        train, slots=count, run_id=run_id, seed=seed, profile="{out}" if traces else None
+                        train,
+                        slots=count,
+                        run_id=run_id,
+                        seed=first_seed + index if gate else first_seed,
+                        profile="{out}" if traces else None,
                     )
                     result = backend.run("train_cnn", args.to_argv(), **trace_folder(f"{count}x{cores}{tag}"))
                 measured.setdefault(count, []).append(
@@ -428,6 +439,7 @@ def bench_with(
             **median_run(measured[count]),
             "rates": [r["steady_images_per_second"] for r in measured[count]],
             "test_accuracies": [r["test_accuracy"] for r in measured[count]],  # by round: by seed in the gate
+            "seeds": [r.get("seed") for r in measured[count]],
         }
         for count in counts
     ]

@@ -25,6 +25,7 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
         "verdict": "PASS" if passed else "FAIL",
         "tolerance_pp": tolerance_pp,
         "seeds": len(accuracies(base)),
+        "seed_values": base.get("seeds"),
         "test_accuracy": {row["slots"]: round(sum(accuracies(row)) / len(accuracies(row)), 4) for row in configurations},
         "test_accuracy_by_seed": {row["slots"]: accuracies(row) for row in configurations},
         "shown_run_test_accuracy": {row["slots"]: row["test_accuracy"] for row in configurations},  # the epoch table's run
@@ -44,7 +45,9 @@ def gate_line(gate: dict) -> str:
     for slots, difference in gate["difference_pp"].items():
         each = f"; per seed {', '.join(f'{d:+.2f}' for d in gate['difference_pp_by_seed'][slots])}" if seeds > 1 else ""
         parts.append(f"{slots} slots {gate['test_accuracy'][slots]:.4f} ({difference:+.2f} pp{each})")
-    means = f" (means of {seeds} seeds)" if seeds > 1 else ""
+    named = gate.get("seed_values")
+    which = f"seeds {', '.join(str(seed) for seed in named)}" if named and None not in named else f"{seeds} seeds"
+    means = f" (means of {which})" if seeds > 1 else (f" (seed {named[0]})" if named and named[0] is not None else "")
     return (
         f"Accuracy gate: {gate['verdict']}: 1 slot {base:.4f}, "
         + ", ".join(parts)

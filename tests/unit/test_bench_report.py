@@ -130,3 +130,5 @@ def test_with_several_seeds_the_gate_compares_the_mean_of_the_per_seed_differenc
         "(means of 3 seeds); tolerance 0.5 pp"
     )
     assert epoch_markdown(gate).splitlines()[2].endswith("| 0.7300 |")  # the table shows one run: its own accuracy
+    seeded = accuracy_gate([{**one, "seeds": [43, 44, 45]}, {**two, "seeds": [43, 44, 45]}])
+    assert gate_line(seeded).endswith("(means of seeds 43, 44, 45); tolerance 0.5 pp")  # a later gate's seeds, named

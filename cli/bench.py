@@ -440,6 +440,7 @@ def bench_with(
             "rates": [r["steady_images_per_second"] for r in measured[count]],
             "test_accuracies": [r["test_accuracy"] for r in measured[count]],  # by round: by seed in the gate
             "seeds": [r.get("seed") for r in measured[count]],
+            "histories": [r["history"] for r in measured[count]] if gate else None,  # every seed's curve
         }
         for count in counts
     ]

@@ -28,14 +28,29 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
         "seed_values": base.get("seeds"),
         "test_accuracy": {row["slots"]: round(sum(accuracies(row)) / len(accuracies(row)), 4) for row in configurations},
         "test_accuracy_by_seed": {row["slots"]: accuracies(row) for row in configurations},
-        "shown_run_test_accuracy": {row["slots"]: row["test_accuracy"] for row in configurations},  # the epoch table's run
         "epochs_run": {row["slots"]: row["epochs_run"] for row in configurations},
         "difference_pp": differences,
         "difference_pp_by_seed": per_seed,
         # context for the verdict: how far one epoch's figure moves, and where the rate was
-        "val_accuracy_by_epoch": {row["slots"]: [h.get("val_accuracy") for h in row["history"]] for row in configurations},
-        "learning_rate_by_epoch": {row["slots"]: [h.get("learning_rate") for h in row["history"]] for row in configurations},
+        "runs": {row["slots"]: runs_of(row) for row in configurations},
     }
+
+
+def runs_of(row: dict) -> list[dict]:
+    """Each run of a configuration (one per seed in the gate): its seed, per-epoch validation accuracy
+    and learning rate, and test accuracy. A row without per-round histories is its one run."""
+    histories = row.get("histories") or [row["history"]]
+    seeds = row.get("seeds") or [None] * len(histories)
+    accuracies = row.get("test_accuracies") or [row["test_accuracy"]]
+    return [
+        {
+            "seed": seed,
+            "val_accuracy": [h.get("val_accuracy") for h in history],
+            "learning_rate": [h.get("learning_rate") for h in history],
+            "test_accuracy": accuracy,
+        }
+        for seed, history, accuracy in zip(seeds, histories, accuracies)
+    ]
 
 
 def gate_line(gate: dict) -> str:
@@ -56,11 +71,12 @@ def gate_line(gate: dict) -> str:
 
 
 def epoch_markdown(gate: dict) -> str:
-    """Validation accuracy after each epoch, one row per slot count (its learning rates below it);
-    with several seeds, of each slot count's median-rate run.
+    """Validation accuracy after each epoch, a row per run (per seed when there are several), each
+    slot count's learning rates below its runs (a seed changes the order, not the schedule).
 
     A run that early stopping ended sooner leaves its later epochs' cells empty."""
-    widest = max(len(values) for values in gate["val_accuracy_by_epoch"].values())
+    runs = gate["runs"]
+    widest = max(len(run["val_accuracy"]) for each in runs.values() for run in each)
 
     def cells(values: list, form: str) -> str:
         shown = [format(v, form) if v is not None else "-" for v in values]
@@ -70,9 +86,11 @@ def epoch_markdown(gate: dict) -> str:
         "| slots | " + " | ".join(str(epoch) for epoch in range(1, widest + 1)) + " | test accuracy |",
         "|---|" + "---|" * (widest + 1),
     ]
-    for slots, values in gate["val_accuracy_by_epoch"].items():
-        lines.append(f"| {slots}, val accuracy | {cells(values, '.3f')} | {gate['shown_run_test_accuracy'][slots]:.4f} |")
-        rates = gate["learning_rate_by_epoch"][slots]
+    for slots, each in runs.items():
+        for run in each:
+            seed = f", seed {run['seed']}" if len(each) > 1 and run["seed"] is not None else ""
+            lines.append(f"| {slots}{seed}, val accuracy | {cells(run['val_accuracy'], '.3f')} | {run['test_accuracy']:.4f} |")
+        rates = max((run["learning_rate"] for run in each), key=len)
         if any(rate is not None for rate in rates):
             lines.append(f"| {slots}, learning rate | {cells(rates, '.2g')} | |")
     return "\n".join(lines) + "\n"

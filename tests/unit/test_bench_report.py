@@ -129,6 +129,37 @@ def test_with_several_seeds_the_gate_compares_the_mean_of_the_per_seed_differenc
         "Accuracy gate: PASS: 1 slot 0.7200, 2 slots 0.7211 (+0.11 pp; per seed +1.83, -2.00, +0.50) "
         "(means of 3 seeds); tolerance 0.5 pp"
     )
-    assert epoch_markdown(gate).splitlines()[2].endswith("| 0.7300 |")  # the table shows one run: its own accuracy
+    assert epoch_markdown(gate).splitlines()[2].endswith("| 0.7300 |")  # no per-seed curves: the one run shown
     seeded = accuracy_gate([{**one, "seeds": [43, 44, 45]}, {**two, "seeds": [43, 44, 45]}])
     assert gate_line(seeded).endswith("(means of seeds 43, 44, 45); tolerance 0.5 pp")  # a later gate's seeds, named
+
+
+def test_the_gate_table_has_a_row_per_seed_and_each_slot_counts_rates_once():
+    from cli.gate import accuracy_gate, epoch_markdown
+
+    def curve(accuracies, rates):
+        return [{"epoch": e + 1, "val_accuracy": a, "learning_rate": r} for e, (a, r) in enumerate(zip(accuracies, rates))]
+
+    one = configuration(
+        1,
+        300.0,
+        seeds=[43, 44],
+        test_accuracies=[0.71, 0.72],
+        histories=[curve((0.5, 0.71), (1e-3, 1e-3)), curve((0.4, 0.72), (1e-3, 1e-3))],
+    )
+    two = configuration(
+        2,
+        500.0,
+        seeds=[43, 44],
+        test_accuracies=[0.70, 0.73],
+        histories=[curve((0.3, 0.70), (1e-3, 2e-3)), curve((0.45,), (1e-3,))],  # seed 44 stopped after epoch 1
+    )
+    table = epoch_markdown(accuracy_gate([one, two])).splitlines()
+    assert table[2:] == [
+        "| 1, seed 43, val accuracy | 0.500 | 0.710 | 0.7100 |",
+        "| 1, seed 44, val accuracy | 0.400 | 0.720 | 0.7200 |",
+        "| 1, learning rate | 0.001 | 0.001 | |",
+        "| 2, seed 43, val accuracy | 0.300 | 0.700 | 0.7000 |",
+        "| 2, seed 44, val accuracy | 0.450 | - | 0.7300 |",
+        "| 2, learning rate | 0.001 | 0.002 | |",
+    ]

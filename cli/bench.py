@@ -14,7 +14,7 @@ from invoke import Exit, task
 from cli.data import dataset_dir, synthetic_spec
 from cli.execution import JobInterrupted, open_backend
 from cli.flags import USAGE_ERROR, one_of, whole
-from cli.gate import MIN_EPOCHS, TOLERANCE_PP, accuracy_gate, epoch_markdown, gate_line
+from cli.gate import MIN_EPOCHS, MIN_SEEDS, TOLERANCE_PP, accuracy_gate, epoch_markdown, gate_line
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged
 from cli.settings import kit_settings, slot_counts
@@ -231,8 +231,9 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
         "recipe was measured at 64)",
         "gradient_dtype": "float32 or bfloat16: the dtype the workers' gradients are summed in (default train.gradient_dtype)",
         "accuracy_gate": f"check that distribution costs no accuracy: full epochs, at least {MIN_EPOCHS} (default), no "
-        f"baselines; PASS when every slot count's test accuracy is within {TOLERANCE_PP} pp of 1 slot's, else exit 1; "
-        "with --repeats N, N seeds (each slot count trains with each) and their mean difference",
+        f"baselines; N seeds (--repeats N, at least {MIN_SEEDS} by default), each slot count trained with each; PASS "
+        f"when the mean per-seed difference from 1 slot, +/- twice its standard error, lies within {TOLERANCE_PP} pp, FAIL "
+        "when beyond, else not settled; exit 1 unless PASS",
         "seed": "the training seed of every run (default the job's); with --accuracy-gate --repeats N, the first of "
         "N consecutive seeds, so a later gate can add seeds to an earlier one's",
         "profile": "also keep a TensorFlow profiler trace of each configuration's probe steps (bench.probe_steps) under "
@@ -375,7 +376,9 @@ def bench_with(
         return {"out": traces / name} if traces else {}
 
     wanted = baseline_names(baselines)
-    repeats = int(settings.repeats if repeats is None else repeats)
+    if repeats is None:
+        repeats = max(settings.repeats, MIN_SEEDS) if gate else settings.repeats
+    repeats = int(repeats)
     if repeats < 1:
         raise Exit(f"kit: --repeats {repeats}: give 1 or more rounds")
     widest = max(counts, default=1)
@@ -497,6 +500,13 @@ def bench_with(
         print(f"step phases: {out_dir / 'step_phases.png'}")
     if traces:
         print(f"profiler traces: {traces} (pip install tensorboard tensorboard-plugin-profile; tensorboard --logdir {traces})")
-    if gate and results["accuracy_gate"]["verdict"] != "PASS":
+    verdict = results["accuracy_gate"]["verdict"] if gate else "PASS"
+    if verdict == "FAIL":
         raise Exit(f"kit: {gate_line(results['accuracy_gate'])}: distribution cost accuracy (figures above)", code=1)
+    if verdict != "PASS":
+        raise Exit(
+            f"kit: {gate_line(results['accuracy_gate'])}: the seeds differ too much to tell; run more of them "
+            "(--repeats N; --seed S starts at S, to add new ones)",
+            code=1,
+        )
     return {**results, "out_dir": str(out_dir)}

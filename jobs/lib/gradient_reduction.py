@@ -14,7 +14,8 @@ GRADIENT_DTYPES = ("float32", "bfloat16")
 
 def sum_gradients_in(optimizer, dtype_name: str):
     """Makes `optimizer` sum the workers' gradients in dtype_name (Keras's documented hook,
-    Optimizer.aggregate_gradients); float32 leaves Keras's own aggregation in place."""
+    Optimizer.aggregate_gradients); float32 leaves Keras's own aggregation in place, and a
+    single worker keeps its float32 gradients."""
     if dtype_name not in GRADIENT_DTYPES:
         raise ValueError(f"gradient dtype {dtype_name!r}: use one of {', '.join(GRADIENT_DTYPES)}")
     if dtype_name == "float32":
@@ -25,6 +26,8 @@ def sum_gradients_in(optimizer, dtype_name: str):
 
     def aggregate_gradients(grads_and_vars):
         pairs = list(grads_and_vars)
+        if tf.distribute.get_replica_context().num_replicas_in_sync == 1:
+            return pairs  # nothing to sum: rounding one worker's gradients would only lose precision
         present = [g for g, _ in pairs if g is not None]
         sums = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, [tf.cast(g, dtype) for g in present])
         summed = iter(sums)

@@ -1,9 +1,10 @@
 import pytest
 
+import jobs  # noqa: F401  (sets the Keras environment before TensorFlow loads)
+
 
 def sgd_step(gradient_dtype: str, gradient: float) -> float:
     """One plain SGD step (rate 1) from 0 under the default strategy: one replica."""
-    import jobs  # noqa: F401  (sets the Keras environment before TensorFlow loads)
     import tensorflow as tf
     import tf_keras as keras
 

@@ -14,7 +14,7 @@ from invoke import Exit, task
 from cli.data import dataset_dir, synthetic_spec
 from cli.execution import JobInterrupted, open_backend
 from cli.flags import USAGE_ERROR, one_of, whole
-from cli.gate import MIN_EPOCHS, MIN_SEEDS, TOLERANCE_PP, accuracy_gate, epoch_markdown, gate_line
+from cli.gate import MIN_EPOCHS, MIN_SEEDS, TOLERANCE_PP, accuracy_gate, combined_gate, epoch_markdown, gate_line
 from cli.hostcpu import StealMeter, steal_warning
 from cli.pipeline import EXISTING_HELP, ensure_staged
 from cli.settings import kit_settings, slot_counts
@@ -500,13 +500,47 @@ def bench_with(
         print(f"step phases: {out_dir / 'step_phases.png'}")
     if traces:
         print(f"profiler traces: {traces} (pip install tensorboard tensorboard-plugin-profile; tensorboard --logdir {traces})")
-    verdict = results["accuracy_gate"]["verdict"] if gate else "PASS"
-    if verdict == "FAIL":
-        raise Exit(f"kit: {gate_line(results['accuracy_gate'])}: distribution cost accuracy (figures above)", code=1)
-    if verdict != "PASS":
+    if gate:
+        exit_unless_passed(results["accuracy_gate"])
+    return {**results, "out_dir": str(out_dir)}
+
+
+def exit_unless_passed(gate: dict) -> None:
+    """The gate's verdict as the exit status: 1 unless PASS, with the figures and a next step."""
+    if gate["verdict"] == "FAIL":
+        raise Exit(f"kit: {gate_line(gate)}: distribution cost accuracy (figures above)", code=1)
+    if gate["verdict"] != "PASS":
         raise Exit(
-            f"kit: {gate_line(results['accuracy_gate'])}: the seeds differ too much to tell; run more of them "
-            "(--repeats N; --seed S starts at S, to add new ones)",
+            f"kit: {gate_line(gate)}: the seeds differ too much to tell; run more of them (--accuracy-gate "
+            "--repeats N --seed S trains S, S+1, ...) and combine the runs: ./kit bench.gate --runs A,B",
             code=1,
         )
-    return {**results, "out_dir": str(out_dir)}
+
+
+@task(
+    help={
+        "runs": "comma-separated folders (or their results.json) of earlier './kit bench --accuracy-gate' runs: the "
+        "same protocol, different seeds",
+        "out": "folder for the combined gate's results.json and report.md (default <results>/bench/<stamp>-gate)",
+    }
+)
+def gate(c, runs, out=None):
+    """One accuracy gate over the seeds of several --accuracy-gate benches; exit 1 unless PASS."""
+    loaded = {}
+    for name in (part.strip() for part in runs.split(",") if part.strip()):
+        path = Path(name) / "results.json" if Path(name).is_dir() else Path(name)
+        try:
+            loaded[name] = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise Exit(f"kit: --runs: cannot read {path} ({error}): give bench folders", code=USAGE_ERROR) from None
+    try:
+        combined = combined_gate(loaded, JOB_DEFAULTS["seed"])
+    except ValueError as error:
+        raise Exit(f"kit: --runs: {error}", code=USAGE_ERROR) from None
+    out_dir = Path(out or Path(kit_settings(c).data.results_dir) / "bench" / f"{time.strftime('%Y%m%d-%H%M%S')}-gate")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = f"Combined from {', '.join(loaded)}.\n\n**{gate_line(combined)}**\n\n" + epoch_markdown(combined)
+    (out_dir / "results.json").write_text(json.dumps({"combined_from": list(loaded), "accuracy_gate": combined}, indent=2))
+    (out_dir / "report.md").write_text(markdown)
+    print("\n" + markdown + f"\nresults: {out_dir / 'results.json'}\nreport: {out_dir / 'report.md'}")
+    exit_unless_passed(combined)

@@ -128,3 +128,52 @@ def epoch_markdown(gate: dict) -> str:
         if any(rate is not None for rate in rates):
             lines.append(f"| {slots}, learning rate | {cells(rates, '.2g')} | |")
     return "\n".join(lines) + "\n"
+
+
+# what two gate runs must share for their seeds to be one experiment
+SAME_PROTOCOL = ("recipe", "gradient_dtype", "batch_per_worker", "epochs", "synthetic")
+
+
+def combined_gate(runs: dict[str, dict], first_default_seed: int) -> dict:
+    """One gate over the seeds of several --accuracy-gate benches (name -> its results.json), as if one bench
+    had trained them all: a gate of ~17 seeds takes nights, and each night's run adds to the others.
+
+    A gate from before benches recorded their seeds trained first_default_seed, +1, ... by round.
+    Raises ValueError naming the run that cannot join: not a gate, another protocol or other slot counts,
+    or a seed already given."""
+    if len(runs) < 2:
+        raise ValueError("give two or more gate runs to combine")
+    first_name, first = next(iter(runs.items()))
+    slot_list = [row["slots"] for row in first.get("configurations", [])]
+    merged = {
+        slots: {"slots": slots, "test_accuracies": [], "seeds": [], "histories": [], "epochs_run": 0} for slots in slot_list
+    }
+    owner: dict[int, str] = {}  # seed -> the run that trained it
+    for name, results in runs.items():
+        if not results.get("accuracy_gate"):
+            raise ValueError(f"{name} is not an accuracy gate run ('./kit bench --accuracy-gate' makes one)")
+        for key in SAME_PROTOCOL:
+            if results.get(key) != first.get(key):
+                raise ValueError(
+                    f"{name} has {key} {results.get(key)!r} where {first_name} has {first.get(key)!r}: "
+                    "only one protocol's seeds combine"
+                )
+        rows = results["configurations"]
+        if [row["slots"] for row in rows] != slot_list:
+            raise ValueError(f"{name} trained slot counts {[row['slots'] for row in rows]}, {first_name} {slot_list}")
+        rounds = len(rows[0]["test_accuracies"])
+        seeds = rows[0].get("seeds") or [first_default_seed + index for index in range(rounds)]
+        if None in seeds or any((row.get("seeds") or seeds) != seeds for row in rows):
+            raise ValueError(f"{name} does not say which seed each of its runs trained with: leave it out")
+        for seed in seeds:
+            if seed in owner:
+                raise ValueError(f"seed {seed} is in both {owner[seed]} and {name}: give each seed once")
+            owner[seed] = name
+        for row in rows:
+            into = merged[row["slots"]]
+            into["test_accuracies"] += row["test_accuracies"]
+            into["seeds"] += seeds
+            # benches before per-seed curves kept one history: the seeds' epoch rows stay empty
+            into["histories"] += row.get("histories") or [[] for _ in seeds]
+            into["epochs_run"] = max(into["epochs_run"], row["epochs_run"])
+    return accuracy_gate(list(merged.values()), first["accuracy_gate"]["tolerance_pp"])

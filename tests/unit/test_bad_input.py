@@ -34,6 +34,7 @@ CASES = [
     ([*INVOKE, "train"], {"INVOKE_CLUSTER_JOB_TIME_LIMIT_HOURS": "0"}, 1, "cluster.job_time_limit_hours = 0"),
     ([*INVOKE, "bench", "--accuracy-gate", "--epochs", "3"], {}, 1, "--accuracy-gate needs at least 10 epochs"),
     ([*INVOKE, "bench", "--accuracy-gate", "--slots", "2"], {}, 2, "--accuracy-gate compares 1 slot with more"),
+    ([*INVOKE, "bench.gate", "--runs", "/nowhere"], {}, 2, "kit: --runs: cannot read /nowhere"),
     ([*INVOKE, "demo", "--steps-per-epoch", "0"], {}, 2, "kit: --steps-per-epoch 0: must be 1 or more"),
     ([*TRAIN_JOB, "--batch-per-worker", "0"], {}, 2, "argument --batch-per-worker: 0 must be 1 or more"),
     ([*TRAIN_JOB, "--keep-checkpoints", "0"], {}, 2, "argument --keep-checkpoints: 0 must be 1 or more"),

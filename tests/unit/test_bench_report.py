@@ -180,3 +180,37 @@ def test_the_gate_table_has_a_row_per_seed_and_each_slot_counts_rates_once():
         "| 2, seed 44, val accuracy | 0.450 | - | 0.7300 |",
         "| 2, learning rate | 0.001 | 0.002 | |",
     ]
+
+
+def test_gate_runs_on_different_nights_combine_into_one_gate_of_all_their_seeds():
+    import pytest
+
+    from cli.gate import accuracy_gate, combined_gate
+
+    def gate_run(seeds, ones, twos, **protocol):
+        rows = [
+            configuration(1, 300.0, seeds=seeds, test_accuracies=ones, histories=None),
+            configuration(2, 500.0, seeds=seeds, test_accuracies=twos, histories=None),
+        ]
+        return {"recipe": "scaled", "epochs": 10, "configurations": rows, "accuracy_gate": accuracy_gate(rows), **protocol}
+
+    night_one = gate_run([42], [0.7583], [0.7468])
+    night_two = gate_run([43, 44], [0.7417, 0.7414], [0.7425, 0.7504])
+    gate = combined_gate({"night-1": night_one, "night-2": night_two}, 42)
+    assert gate["seed_values"] == [42, 43, 44]
+    assert gate["difference_pp_by_seed"] == {2: [-1.15, 0.08, 0.9]}
+    assert gate["difference_pp"] == {2: -0.06} and gate["verdict"] == "not settled"  # session 20's three seeds
+    assert [run["seed"] for run in gate["runs"][2]] == [42, 43, 44]
+
+    with pytest.raises(ValueError, match="seed 43 is in both night-2 and again"):
+        combined_gate({"night-2": night_two, "again": night_two}, 42)
+    with pytest.raises(ValueError, match="bf16 has gradient_dtype 'bfloat16' where night-1 has None"):
+        combined_gate({"night-1": night_one, "bf16": gate_run([45], [0.7], [0.7], gradient_dtype="bfloat16")}, 42)
+    with pytest.raises(ValueError, match="speed is not an accuracy gate run"):
+        combined_gate({"night-1": night_one, "speed": {**night_two, "accuracy_gate": None}}, 42)
+    # a gate from before benches kept seeds trained the job's default seed, then the next, by round
+    older = gate_run([43, 44], [0.7417, 0.7414], [0.7425, 0.7504])
+    older["configurations"] = [{k: v for k, v in row.items() if k != "seeds"} for row in older["configurations"]]
+    assert combined_gate({"older": older, "night-3": gate_run([45], [0.7], [0.7])}, 43)["seed_values"] == [43, 44, 45]
+    with pytest.raises(ValueError, match="seed 42 is in both older and night-1"):
+        combined_gate({"older": older, "night-1": night_one}, 42)

@@ -22,6 +22,7 @@ SPARK_MASTER_PORT = 7077
 HDFS_EVENTS_DIR = "/spark-events"
 HEALTHCHECK = ["CMD", "python3", "/opt/kit/healthcheck.py"]
 STALE_DATANODE_MS = 4000  # the least the namenode allows: 3 heartbeats of 1 s, and one to spare
+RECONSTRUCTION_RETRY_S = 20  # a failed block copy is retried within twice this (cli status promises a minute)
 
 
 class TopologyError(ValueError):
@@ -211,6 +212,11 @@ def hadoop_environment(shape: ClusterShape) -> dict[str, str]:
         # By default stale nodes stop being avoided once half the datanodes are stale: one of two is
         # half. With too few fresh nodes the namenode still falls back to stale ones.
         "HDFS-SITE.XML_dfs.namenode.write.stale.datanode.ratio": "1.0",
+        # A block closed with one replica while the other datanode is stale is sent to copy to that
+        # datanode (the same fallback); the copy fails and the namenode waits this long, 300 s by
+        # default and checked as seldom, before it tries again: up to 10 min under-replicated after
+        # the datanode is back. A lab's blocks copy in a second.
+        "HDFS-SITE.XML_dfs.namenode.reconstruction.pending.timeout-sec": str(RECONSTRUCTION_RETRY_S),
         # The namenode's block-deletion thread sleeps this long between looks at its queue: 10 ms
         # by default, 100 wake-ups a second (4 ms of CPU a second here, idle or not). A lab deletes
         # a few hundred blocks at a time; half a second later frees them as soon as a heartbeat can.

@@ -116,3 +116,12 @@ def test_a_jobs_first_storage_retry_comes_after_the_namenode_calls_a_lost_datano
     heartbeat_s = int(namenode.environment["HDFS-SITE.XML_dfs.heartbeat.interval"])
     assert stale_ms >= 3 * heartbeat_s * 1000  # the namenode's own floor (3 heartbeats)
     assert FIRST_RETRY_SECONDS * 1000 > stale_ms
+
+
+def test_a_failed_block_copy_is_retried_within_the_minute_status_allows_for_re_replication():
+    # the namenode first sends the copy to a datanode that is stale (the only one left) and, by
+    # default, waits 300 s, checked every 300 s, before it tries again
+    services, _ = plan(DEFAULT, host_cpus=8)
+    [namenode] = [s for s in services if s.name == "namenode"]
+    retry_s = int(namenode.environment["HDFS-SITE.XML_dfs.namenode.reconstruction.pending.timeout-sec"])
+    assert 2 * retry_s + 3 <= 60  # timed out after up to twice the timeout, then the next 3 s redundancy pass

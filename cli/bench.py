@@ -526,8 +526,10 @@ def exit_unless_passed(gate: dict) -> None:
 )
 def gate(c, runs, out=None):
     """One accuracy gate over the seeds of several --accuracy-gate benches; exit 1 unless PASS."""
-    loaded = {}
+    loaded: dict = {}
     for name in (part.strip() for part in runs.split(",") if part.strip()):
+        if name in loaded:
+            raise Exit(f"kit: --runs: {name} is given twice: give each run once", code=USAGE_ERROR)
         path = Path(name) / "results.json" if Path(name).is_dir() else Path(name)
         try:
             loaded[name] = json.loads(path.read_text())

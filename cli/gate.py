@@ -110,23 +110,24 @@ def epoch_markdown(gate: dict) -> str:
 
     A run that early stopping ended sooner leaves its later epochs' cells empty."""
     runs = gate["runs"]
-    widest = max(len(run["val_accuracy"]) for each in runs.values() for run in each)
+    widest = max((len(run["val_accuracy"]) for each in runs.values() for run in each), default=0)
 
-    def cells(values: list, form: str) -> str:
+    def cells(values: list, form: str) -> list[str]:
         shown = [format(v, form) if v is not None else "-" for v in values]
-        return " | ".join(shown + ["-"] * (widest - len(values)))
+        return shown + ["-"] * (widest - len(values))
 
-    lines = [
-        "| slots | " + " | ".join(str(epoch) for epoch in range(1, widest + 1)) + " | test accuracy |",
-        "|---|" + "---|" * (widest + 1),
-    ]
+    def row(*cells: str) -> str:
+        return "| " + " | ".join(cells).rstrip() + " |"  # an empty last cell reads "| |"
+
+    header = ["slots", *(str(epoch) for epoch in range(1, widest + 1)), "test accuracy"]
+    lines = [row(*header), "|" + "---|" * len(header)]
     for slots, each in runs.items():
         for run in each:
             seed = f", seed {run['seed']}" if len(each) > 1 and run["seed"] is not None else ""
-            lines.append(f"| {slots}{seed}, val accuracy | {cells(run['val_accuracy'], '.3f')} | {run['test_accuracy']:.4f} |")
+            lines.append(row(f"{slots}{seed}, val accuracy", *cells(run["val_accuracy"], ".3f"), f"{run['test_accuracy']:.4f}"))
         rates = max((run["learning_rate"] for run in each), key=len)
         if any(rate is not None for rate in rates):
-            lines.append(f"| {slots}, learning rate | {cells(rates, '.2g')} | |")
+            lines.append(row(f"{slots}, learning rate", *cells(rates, ".2g"), ""))
     return "\n".join(lines) + "\n"
 
 
@@ -144,23 +145,24 @@ def combined_gate(runs: dict[str, dict], first_default_seed: int) -> dict:
     if len(runs) < 2:
         raise ValueError("give two or more gate runs to combine")
     first_name, first = next(iter(runs.items()))
-    slot_list = [row["slots"] for row in first.get("configurations", [])]
+    slot_list = sorted(row["slots"] for row in gate_rows(first_name, first))
     merged = {
         slots: {"slots": slots, "test_accuracies": [], "seeds": [], "histories": [], "epochs_run": 0} for slots in slot_list
     }
     owner: dict[int, str] = {}  # seed -> the run that trained it
     for name, results in runs.items():
-        if not results.get("accuracy_gate"):
-            raise ValueError(f"{name} is not an accuracy gate run ('./kit bench --accuracy-gate' makes one)")
+        rows = gate_rows(name, results)
         for key in SAME_PROTOCOL:
             if results.get(key) != first.get(key):
                 raise ValueError(
                     f"{name} has {key} {results.get(key)!r} where {first_name} has {first.get(key)!r}: "
                     "only one protocol's seeds combine"
                 )
-        rows = results["configurations"]
-        if [row["slots"] for row in rows] != slot_list:
-            raise ValueError(f"{name} trained slot counts {[row['slots'] for row in rows]}, {first_name} {slot_list}")
+        if sorted(row["slots"] for row in rows) != slot_list:
+            raise ValueError(
+                f"{name} trained slots {sorted(row['slots'] for row in rows)}, {first_name} {slot_list}: "
+                "combine runs of the same --slots"
+            )
         rounds = len(rows[0]["test_accuracies"])
         seeds = rows[0].get("seeds") or [first_default_seed + index for index in range(rounds)]
         if None in seeds or any((row.get("seeds") or seeds) != seeds for row in rows):
@@ -177,3 +179,15 @@ def combined_gate(runs: dict[str, dict], first_default_seed: int) -> dict:
             into["histories"] += row.get("histories") or [[] for _ in seeds]
             into["epochs_run"] = max(into["epochs_run"], row["epochs_run"])
     return accuracy_gate(list(merged.values()), first["accuracy_gate"]["tolerance_pp"])
+
+
+def gate_rows(name: str, results) -> list[dict]:
+    """A gate run's configurations, each with its per-seed accuracies; ValueError naming what it is instead."""
+    if isinstance(results, dict) and results.get("combined_from"):
+        raise ValueError(f"{name} is a combined gate: give the runs it combined ({', '.join(results['combined_from'])})")
+    if not isinstance(results, dict) or not results.get("accuracy_gate") or not results.get("configurations"):
+        raise ValueError(f"{name} is not an accuracy gate run ('./kit bench --accuracy-gate' makes one)")
+    rows = results["configurations"]
+    if any(not row.get("test_accuracies") for row in rows):
+        raise ValueError(f"{name} is a gate from before benches kept each seed's accuracy: leave it out")
+    return rows

@@ -184,7 +184,15 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     finally:
         stop(cluster, process)
         cluster.up(say=lambda line: None)  # the worker and the datanode healthy again for what follows
-        datanode_back_at = time.monotonic()
+    # what was written while datanode-2 was down has its second replica again within the minute
+    # `status` promises: a copy first sent to the stale datanode is retried in seconds, not 5-10 min
+    datanode_back_at = time.monotonic()
+    while True:
+        healed = blocks(cluster, ("/data/cifar10-test", "/runs/it-resume.partial", "/spark-events"))
+        if not any(counts["under_replicated"] for counts in healed.values()):
+            break
+        assert time.monotonic() < datanode_back_at + 60, f"under-replicated a minute after datanode-2 returned: {healed}"
+        time.sleep(2)  # re-replication runs every 3 s; bounded by the assertion above
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
     _, said, after_ctrl_c = output.rpartition("kit: interrupted: stopping")
     assert said and "Traceback" not in after_ctrl_c, after_ctrl_c[-3000:]  # one line says it, no Python stack
@@ -224,15 +232,6 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
     assert any(at_interrupt <= epoch <= at_interrupt + 1 for epoch in resumed), (at_interrupt, metrics)
     redone = metrics["epochs_redone"]
     assert set(redone) <= set(range(2, 11)) and len(redone) <= len(resumed), metrics  # at most one per restart
-    # what was written while datanode-2 was down has its second replica again within the minute
-    # `status` promises: a copy first sent to the stale datanode is retried in seconds, not 5-10 min
-    written_then = ("/data/cifar10-test", "/runs/it-resume", "/spark-events")
-    while True:
-        healed = blocks(cluster, written_then)
-        if not any(counts["under_replicated"] for counts in healed.values()):
-            break
-        assert time.monotonic() < datanode_back_at + 60, f"under-replicated a minute after datanode-2 returned: {healed}"
-        time.sleep(2)  # re-replication runs every 3 s; bounded by the assertion above
     evidence = json.loads(hdfs_text(cluster, "/runs/it-resume/sharding.json"))
     read = set().union(*({n for n, k in e["records_read"].items() if n.startswith("train/") and k} for e in evidence))
     assert read == {f"train/part-{k:05d}.tfrecord" for k in range(SHARDS)}  # the last attempt read every shard

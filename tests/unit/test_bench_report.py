@@ -214,3 +214,15 @@ def test_gate_runs_on_different_nights_combine_into_one_gate_of_all_their_seeds(
     assert combined_gate({"older": older, "night-3": gate_run([45], [0.7], [0.7])}, 43)["seed_values"] == [43, 44, 45]
     with pytest.raises(ValueError, match="seed 42 is in both older and night-1"):
         combined_gate({"older": older, "night-1": night_one}, 42)
+    combined = {"combined_from": ["night-1", "night-2"], "accuracy_gate": gate}
+    with pytest.raises(ValueError, match=r"both is a combined gate: give the runs it combined \(night-1, night-2\)"):
+        combined_gate({"both": combined, "night-3": night_one}, 42)
+    earliest = gate_run([42], [0.7], [0.7])  # before per-seed accuracies: one test_accuracy per row
+    earliest["configurations"] = [{**row, "test_accuracies": None} for row in earliest["configurations"]]
+    with pytest.raises(ValueError, match="earliest is a gate from before benches kept each seed's accuracy"):
+        combined_gate({"night-2": night_two, "earliest": earliest}, 42)
+    with pytest.raises(ValueError, match="list is not an accuracy gate run"):
+        combined_gate({"night-2": night_two, "list": [1, 2]}, 42)
+    reordered = gate_run([46], [0.7], [0.7])
+    reordered["configurations"].reverse()  # --slots 2,1
+    assert combined_gate({"night-2": night_two, "reordered": reordered}, 42)["seed_values"] == [43, 44, 46]

@@ -15,6 +15,7 @@ TOLERANCE_PP = 0.5
 MIN_EPOCHS = 10
 MIN_SEEDS = 2  # one seed has no spread to weigh its difference against
 MARGIN_ERRORS = 2  # the mean's standard errors either side: about a 95% interval
+AT_CHANCE = 0.15  # a test accuracy below this never left chance (CIFAR-10's 10 classes: 0.10)
 
 
 def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP) -> dict:
@@ -43,6 +44,13 @@ def accuracy_gate(configurations: list[dict], tolerance_pp: float = TOLERANCE_PP
         "difference_pp": differences,
         "difference_pp_by_seed": per_seed,
         "standard_error_pp": errors,
+        # such a seed measures a start that never came, not distribution: named beside the verdict
+        "at_chance": [
+            f"{row['slots']} slot{'s' if row['slots'] > 1 else ''}" + (f" seed {seed}" if seed is not None else "")
+            for row in configurations
+            for seed, accuracy in zip(row.get("seeds") or [None] * len(accuracies(row)), accuracies(row))
+            if accuracy < AT_CHANCE
+        ],
         # context for the verdict: how far one epoch's figure moves, and where the rate was
         "runs": {row["slots"]: runs_of(row) for row in configurations},
     }
@@ -101,6 +109,7 @@ def gate_line(gate: dict) -> str:
         + ", ".join(parts)
         + f"{means}; tolerance {gate['tolerance_pp']} pp"
         + ("; +/- is twice the mean's standard error" if seeds >= MIN_SEEDS else "")
+        + (f"; never left chance: {', '.join(gate['at_chance'])}" if gate.get("at_chance") else "")
     )
 
 

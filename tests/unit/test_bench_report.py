@@ -226,3 +226,14 @@ def test_gate_runs_on_different_nights_combine_into_one_gate_of_all_their_seeds(
     reordered = gate_run([46], [0.7], [0.7])
     reordered["configurations"].reverse()  # --slots 2,1
     assert combined_gate({"night-2": night_two, "reordered": reordered}, 42)["seed_values"] == [43, 44, 46]
+
+
+def test_the_gate_names_a_run_that_never_left_chance_beside_its_verdict():
+    from cli.gate import accuracy_gate, gate_line
+
+    one = configuration(1, 300.0, seeds=[44, 45], test_accuracies=[0.7414, 0.0972])  # seed 45: stuck at 1/10
+    two = configuration(2, 500.0, seeds=[44, 45], test_accuracies=[0.7504, 0.7400])
+    gate = accuracy_gate([one, two])
+    assert gate["at_chance"] == ["1 slot seed 45"]
+    assert gate_line(gate).endswith("; never left chance: 1 slot seed 45")
+    assert accuracy_gate([{**one, "test_accuracies": [0.7414, 0.7300]}, two])["at_chance"] == []

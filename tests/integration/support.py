@@ -219,3 +219,49 @@ def train(cluster, target, source, **fields) -> tuple[int, str]:
         }
     )
     return run_job(cluster, "/opt/dlkit/jobs/train_cnn.py", args.to_argv(), source)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fsck:
+    """`hdfs fsck PATH`'s verdict and block counts."""
+
+    healthy: bool
+    missing: int
+    under_replicated: int
+    corrupt: int
+    report: str = dataclasses.field(repr=False)
+
+    @property
+    def fully_replicated(self) -> bool:
+        return self.healthy and not (self.missing or self.under_replicated or self.corrupt)
+
+
+def fsck(cluster, path: str) -> Fsck:
+    report = cluster.hdfs(["fsck", path], seconds=120)
+
+    def count(label: str) -> int:
+        found = re.search(rf"{label}:\s*(\d+)", report)
+        assert found, f"fsck printed no '{label}' count:\n{report[-3000:]}"
+        return int(found[1])
+
+    return Fsck(
+        healthy="Status: HEALTHY" in report,
+        missing=count("Missing blocks"),
+        under_replicated=count("Under-replicated blocks"),
+        corrupt=count("Corrupt blocks"),
+        report=report,
+    )
+
+
+def wait_until_fully_replicated(cluster, paths: tuple[str, ...], seconds: float) -> None:
+    """Until fsck finds every path HEALTHY with no missing, under-replicated or corrupt block, for at
+    most `seconds`: the namenode re-replicates every 3 s."""
+    deadline = time.monotonic() + seconds
+    while True:
+        verdicts = {path: fsck(cluster, path) for path in paths}
+        if all(verdict.fully_replicated for verdict in verdicts.values()):
+            return
+        if time.monotonic() > deadline:
+            short = "\n".join(verdict.report[-1500:] for verdict in verdicts.values() if not verdict.fully_replicated)
+            raise AssertionError(f"not fully replicated {seconds:.0f} s on: {verdicts}\n{short}")
+        time.sleep(2)  # bounded by the deadline above

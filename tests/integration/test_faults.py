@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,11 +23,13 @@ from tests.integration.support import (
     TEST_RECORDS,
     TRAIN_PER_BATCH,
     epochs_reported,
+    fsck,
     namesystem_state,
     poll_while_running,
     result_of,
     run_job,
     wait_for_epoch,
+    wait_until_fully_replicated,
 )
 
 KILL_EXECUTORS = (
@@ -120,21 +121,6 @@ def namesystem_state_or_why(cluster) -> dict:
         return {"unanswered": str(error)}
 
 
-def blocks(cluster, paths: tuple[str, ...]) -> dict[str, dict[str, int]]:
-    """fsck's missing and under-replicated blocks of each path."""
-    counts = {}
-    for path in paths:
-        report = cluster.hdfs(["fsck", path], seconds=120)
-
-        def count(label: str) -> int:  # fsck leaves out a count it has nothing for
-            found = re.search(rf"{label}\s*(\d+)", report)
-            return int(found.group(1)) if found else 0
-
-        assert "is HEALTHY" in report, report[-3000:]
-        counts[path] = {"missing": count("Missing blocks:"), "under_replicated": count("Under-replicated blocks:")}
-    return counts
-
-
 def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_its_driver_stopped_or_killed(
     cluster, staged, target, source, tmp_path
 ):
@@ -180,24 +166,19 @@ def test_a_run_survives_lost_executors_a_restarted_worker_a_lost_datanode_and_it
         assert process.returncode == 130, f"{runs}\n{output[-5000:]}"
         assert "it-resume.partial" in runs, f"{runs}\n{output[-5000:]}"
         declared_dead_in = wait_until_declared_dead(cluster)
-        counted = blocks(cluster, ("/data/cifar10-test", "/runs/it-resume.partial"))
+        counted = {path: fsck(cluster, path) for path in ("/data/cifar10-test", "/runs/it-resume.partial")}
     finally:
         stop(cluster, process)
         cluster.up(say=lambda line: None)  # the worker and the datanode healthy again for what follows
     # what was written while datanode-2 was down has its second replica again within the minute
     # `status` promises: a copy first sent to the stale datanode is retried in seconds, not 5-10 min
-    datanode_back_at = time.monotonic()
-    while True:
-        healed = blocks(cluster, ("/data/cifar10-test", "/runs/it-resume.partial", "/spark-events"))
-        if not any(counts["under_replicated"] for counts in healed.values()):
-            break
-        assert time.monotonic() < datanode_back_at + 60, f"under-replicated a minute after datanode-2 returned: {healed}"
-        time.sleep(2)  # re-replication runs every 3 s; bounded by the assertion above
+    wait_until_fully_replicated(cluster, ("/data/cifar10-test", "/runs/it-resume.partial", "/spark-events"), 60)
     assert "'./kit train --resume it-resume' continues it" in output, output[-3000:]
     _, said, after_ctrl_c = output.rpartition("kit: interrupted: stopping")
     assert said and "Traceback" not in after_ctrl_c, after_ctrl_c[-3000:]  # one line says it, no Python stack
     assert drivers_left == []  # no driver left behind
-    assert [b["missing"] for b in counted.values()] == [0, 0] and any(b["under_replicated"] for b in counted.values()), counted
+    assert all(c.healthy and not c.missing for c in counted.values()), counted
+    assert any(c.under_replicated for c in counted.values()), counted
     status = kit(cluster, env, "status", "--json")
     assert "it-resume" in json.loads(status.stdout)["hdfs"]["leftovers"]["interrupted_runs"], status.stdout + status.stderr
     new_application = "starting a new application" in output

@@ -5,12 +5,18 @@ The 1- and 2-slot runs are the tiny bench's (conftest.bench_runs): the same jobs
 from __future__ import annotations
 
 import json
-import re
-import time
 
 import pytest
 
-from tests.integration.support import SHARDS, TEST_RECORDS, TRAIN_PER_BATCH, result_of, run_job, train
+from tests.integration.support import (
+    SHARDS,
+    TEST_RECORDS,
+    TRAIN_PER_BATCH,
+    result_of,
+    run_job,
+    train,
+    wait_until_fully_replicated,
+)
 
 
 def hdfs_json(cluster, path: str):
@@ -94,16 +100,6 @@ def test_more_slots_than_the_cluster_has_fail_before_training(cluster, staged, t
 def test_after_the_sessions_jobs_every_hdfs_block_has_the_clusters_replication(cluster):
     # Runs last: event logs, staging, checkpoints and models of every job so far. Spark's own
     # HDFS clients once wrote with replication 3 on this 2-datanode cluster, under-replicated for ever.
-    deadline = time.monotonic() + 90  # a datanode restarted by a fault test is re-replicated to meanwhile
-    while True:
-        report = cluster.hdfs(["fsck", "/"])
-        counts = {
-            name: int(re.search(rf"{name}:\s+(\d+)", report)[1])
-            for name in ("Under-replicated blocks", "Missing blocks", "Corrupt blocks")
-        }
-        if not any(counts.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(3)  # re-replication runs every few seconds; bounded by the deadline above
-    assert "Status: HEALTHY" in report and counts == dict.fromkeys(counts, 0), report[-3000:]
+    wait_until_fully_replicated(cluster, ("/",), 90)  # a datanode restarted by a fault test is re-replicated to meanwhile
     assert "replication=3" not in cluster.hdfs(["fsck", "/spark-events", "-files", "-blocks"])
     assert cluster.status()["hdfs"]["under_replicated_blocks"] == 0

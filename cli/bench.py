@@ -384,6 +384,7 @@ def bench_with(
     widest = max(counts, default=1)
     measured: dict = {}  # configuration (slot count, "plain", "ceiling") -> its run in each round
     rounds = []
+    stopped: JobInterrupted | None = None  # stopped after a complete round: reported, then re-raised
     try:
         for index in range(repeats):
             # every configuration once per round, so a ratio compares runs minutes apart
@@ -431,11 +432,20 @@ def bench_with(
                 )
             rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
     except JobInterrupted as interrupted:
-        done = ", ".join(f"{key}: {len(runs)} run(s)" for key, runs in measured.items()) or "none"
-        raise interrupted.keeping(
-            f"the bench wrote no report (configurations measured: {done}); their run folders stay under "
-            f"{backend.runs_url}; './kit bench' starts over",
-        ) from None
+        if not rounds:
+            done = ", ".join(f"{key}: {len(runs)} run(s)" for key, runs in measured.items()) or "none"
+            raise interrupted.keeping(
+                f"the bench wrote no report (configurations measured: {done}, no round complete); their run "
+                f"folders stay under {backend.runs_url}; './kit bench' starts over",
+            ) from None
+        # the complete rounds stand on their own (a gate's rounds are seeds), the unfinished one is dropped
+        stopped = interrupted
+        measured = {key: runs[: len(rounds)] for key, runs in measured.items()}
+        wanted = [name for name in wanted if name != "mllib"]
+        warnings.append(
+            f"{interrupted.reason} in round {len(rounds) + 1} of {repeats}: the figures cover the {len(rounds)} "
+            "complete round(s)"
+        )
     # the table shows each configuration's median run; the ratios come from the rounds
     configurations = [
         {
@@ -479,7 +489,8 @@ def bench_with(
         "batch_per_worker": batch,
         "epochs": epochs,
         "synthetic": synthetic,
-        "repeats": repeats,
+        "repeats": len(rounds),
+        "repeats_asked": repeats,  # more when the bench was stopped: only complete rounds count
         "rounds": rounds,
         "ratios": ratios,
         "configurations": configurations,
@@ -500,6 +511,11 @@ def bench_with(
         print(f"step phases: {out_dir / 'step_phases.png'}")
     if traces:
         print(f"profiler traces: {traces} (pip install tensorboard tensorboard-plugin-profile; tensorboard --logdir {traces})")
+    if stopped:
+        raise stopped.keeping(
+            f"the report above covers the {len(rounds)} complete round(s) of {repeats}: {out_dir / 'report.md'}; "
+            f"the unfinished round's run folders stay under {backend.runs_url}"
+        )
     if gate:
         exit_unless_passed(results["accuracy_gate"])
     return {**results, "out_dir": str(out_dir)}

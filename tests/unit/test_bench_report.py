@@ -237,3 +237,56 @@ def test_the_gate_names_a_run_that_never_left_chance_beside_its_verdict():
     assert gate["at_chance"] == ["1 slot seed 45"]
     assert gate_line(gate).endswith("; never left chance: 1 slot seed 45")
     assert accuracy_gate([{**one, "test_accuracies": [0.7414, 0.7300]}, two])["at_chance"] == []
+
+
+def test_a_gate_stopped_in_its_third_seed_reports_the_two_complete_seeds_and_exits_as_interrupted(tmp_path):
+    import contextlib
+    import json
+
+    import pytest
+
+    from cli.bench import bench_with
+    from cli.execution import JobInterrupted
+    from tests.unit.shapes import project_context
+
+    class Backend:
+        name, data_url, runs_url = "cluster", "hdfs://namenode:8020/data/cifar10", "hdfs://namenode:8020/runs"
+
+        def __init__(self):
+            self.calls = 0
+
+        def host_cores(self):
+            return 2
+
+        def sampler(self):
+            return contextlib.nullcontext(type("Sampler", (), {"summary": lambda self: {}})())
+
+        def run(self, job, argv, **kwargs):
+            self.calls += 1
+            if self.calls == 6:  # round 3's 2-slot run: Ctrl-C
+                raise JobInterrupted(job)
+            slots, seed = (int(argv[argv.index(flag) + 1]) for flag in ("--slots", "--seed"))
+            curve = [
+                {
+                    **history([300.0])[0],
+                    "accuracy": 0.7,
+                    "loss": 1.0,
+                    "val_accuracy": 0.7,
+                    "val_loss": 1.0,
+                    "learning_rate": 1e-3,
+                }
+            ]
+            return configuration(slots, 300.0 * slots, seed=seed, test_accuracy=0.70 + seed / 1000, history=curve)
+
+    c = project_context()
+    c.config.data.dir = str(tmp_path / "no-data")
+    backend = Backend()
+    with pytest.raises(JobInterrupted) as stopped:
+        bench_with(c, backend, slots="1,2", gate=True, repeats=3, seed=46, out=tmp_path / "gate", baselines="")
+    assert stopped.value.code == 130
+    assert "covers the 2 complete round(s) of 3" in stopped.value.message and "report.md" in stopped.value.message
+    results = json.loads((tmp_path / "gate" / "results.json").read_text())
+    assert (results["repeats"], results["repeats_asked"]) == (2, 3)
+    assert [row["seeds"] for row in results["configurations"]] == [[46, 47], [46, 47]]
+    assert (results["accuracy_gate"]["seeds"], results["accuracy_gate"]["seed_values"]) == (2, [46, 47])
+    assert "interrupted in round 3 of 3" in (tmp_path / "gate" / "report.md").read_text()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 from invoke import Exit, task
 
 from cli.data import dataset_dir, synthetic_spec
-from cli.execution import JobInterrupted, open_backend
+from cli.execution import JobInterrupted, open_backend, run_together
 from cli.flags import USAGE_ERROR, one_of, whole
 from cli.gate import MIN_EPOCHS, MIN_SEEDS, TOLERANCE_PP, accuracy_gate, combined_gate, epoch_markdown, gate_line
 from cli.hostcpu import StealMeter, steal_warning
@@ -186,19 +186,12 @@ def hardware_ceiling(backend, copies: int, plain: PlainArgs) -> dict:
     Their summed rate is the most N slots could reach on this host: shared caches, memory
     bandwidth or hyperthread siblings show up here, not as framework overhead.
     """
-    results: list[dict | None] = [None] * copies
 
-    def one(index: int) -> None:
+    def one(index: int) -> Callable[[], dict]:
         args = dataclasses.replace(plain, first_cpu=index * plain.threads)
-        results[index] = backend.run("train_plain", args.to_argv(), plain=True)
+        return lambda: backend.run("train_plain", args.to_argv(), plain=True)
 
-    threads = [threading.Thread(target=one, args=(index,)) for index in range(copies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if any(r is None for r in results):
-        raise Exit("kit: a copy of the ceiling baseline failed; its messages are above")
+    results = run_together(backend, "train_plain", [one(index) for index in range(copies)])
     rates = [r["steady_images_per_second"] for r in results]
     return {
         "model": f"{copies} independent tf-keras copies, {plain.threads} thread(s) each",

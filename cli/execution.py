@@ -17,7 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 from invoke import Exit
 
@@ -78,6 +80,45 @@ class JobInterrupted(Exit):
     def keeping(self, kept: str) -> JobInterrupted:
         """The same stop, with the task's own account of what was kept."""
         return JobInterrupted(self.job, kept, self.reason)
+
+
+def run_together(backend, job: str, calls: list[Callable[[], dict]]) -> list[dict]:
+    """Runs the calls (each one backend.run of jobs/<job>.py) at once, a thread each; their results in order.
+
+    Only the main thread hears Ctrl-C (or SIGTERM): it has the backend stop every job still
+    running (each runs its clean-up), waits for them, and raises JobInterrupted. A job that
+    fails stops the others, whose results would mean nothing alone, and its error is raised.
+    """
+    results: list[dict | None] = [None] * len(calls)
+    failures: list[BaseException] = []  # in the order they happened: the first is the cause
+    # Events, not Thread.join: a join that a Ctrl-C interrupts can leave is_alive() False early
+    ended = [threading.Event() for _ in calls]
+
+    def one(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as error:  # raised by the main thread, not printed as a thread's traceback
+            failures.append(error)
+        finally:
+            ended[index].set()
+
+    for index in range(len(calls)):
+        threading.Thread(target=one, args=(index,), daemon=True).start()
+    stopping = False
+    try:
+        for done in ended:
+            while not done.wait(timeout=0.5):
+                if failures and not stopping:
+                    stopping = True
+                    backend.stop_jobs()
+    except KeyboardInterrupt:
+        backend.stop_jobs()
+        for done in ended:  # the jobs are stopped: their streams end within seconds
+            done.wait(timeout=STOP_SECONDS)
+        raise JobInterrupted(job) from None
+    if failures:
+        raise failures[0]
+    return results  # type: ignore[return-value]  # no failure: every call returned
 
 
 def job_result(job: str, code: int, output: JobOutput) -> dict:
@@ -243,6 +284,10 @@ class ClusterBackend:
     def sampler(self):
         return ResourceSampler(self.cluster)
 
+    def stop_jobs(self) -> None:
+        """Stops the jobs this backend's runs are streaming (see run_together)."""
+        self.cluster.stop_clients()
+
 
 def hdfs_path(url: str) -> str:
     """hdfs://namenode:8020/data/x -> /data/x"""
@@ -265,6 +310,7 @@ class HostBackend:
         ensure_java()
         self.data_url = storage_root.rstrip("/") + kit_settings(c).data.hdfs_root
         self.runs_url = storage_root.rstrip("/") + kit_settings(c).train.hdfs_runs
+        self.live: set[subprocess.Popen] = set()  # the jobs run() is streaming now
 
     def run(
         self,
@@ -295,6 +341,7 @@ class HostBackend:
         with subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
         ) as process:
+            self.live.add(process)
             expired = threading.Event()
 
             def expire() -> None:  # SIGINT, as Ctrl-C: the job's clean-up runs (a plain SIGTERM would skip it)
@@ -318,6 +365,7 @@ class HostBackend:
             finally:
                 watchdog.cancel()
                 output.close()
+                self.live.discard(process)
         if expired.is_set() and process.returncode:  # not a job that ended by itself as the limit came
             raise JobInterrupted(job, reason=TIME_LIMIT_REASON.format(hours=hours))
         return job_result(job, process.returncode, output)
@@ -325,6 +373,24 @@ class HostBackend:
     def drivers_of(self, run_id: str) -> list[str]:
         """A driver on this machine dies with its `invoke`: none outlives it."""
         return []
+
+    def stop_jobs(self) -> None:
+        """Stops the jobs run() is streaming in other threads (see run_together).
+
+        A Ctrl-C at the terminal reached them too (one process group), and a second SIGINT would cut
+        their clean-up short: each gets STOP_SECONDS to end; one still running (a SIGTERM reached
+        `invoke` alone, or a job failed beside it) then gets SIGINT, and is killed after STOP_SECONDS more.
+        """
+        deadline = time.monotonic() + STOP_SECONDS
+        while any(process.poll() is None for process in list(self.live)) and time.monotonic() < deadline:
+            time.sleep(0.2)  # a poll of the jobs' exits, bounded by the deadline
+        for signal_number, grace in ((signal.SIGINT, STOP_SECONDS), (signal.SIGKILL, 5)):
+            running = [process for process in list(self.live) if process.poll() is None]
+            for process in running:
+                process.send_signal(signal_number)
+            for process in running:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=grace)
 
     def read_json_if_exists(self, url: str) -> dict | None:
         from jobs.lib.storage import open_storage

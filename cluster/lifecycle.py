@@ -117,6 +117,9 @@ class Cluster:
         self.source = client  # where the images are built
         self.services, self.warnings = plan(shape, host_cpus(client))
         self.healthy_at: dict[tuple, float] = {}  # (container id, start time) -> when a probe last passed
+        self.live_clients: set = set()  # client containers run_client is streaming now (several at once in a bench)
+        self.client_stops = 0  # how many times stop_clients ran: a client created before one is not started after it
+        self.clients_lock = threading.Lock()
 
     # ---- lookups -------------------------------------------------------------------------
     def service(self, name: str) -> Service:
@@ -564,6 +567,7 @@ class Cluster:
         timeout = timeout or self.shape.job_time_limit_hours * 3600
         if self.container("spark-master") is None:
             raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
+        stops_before = self.client_stops
         container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts, cpus))
         expired = threading.Event()
 
@@ -574,7 +578,11 @@ class Cluster:
         watchdog = threading.Timer(timeout, expire)
         watchdog.daemon = True
         try:
-            container.start()
+            with self.clients_lock:  # stop_clients either sees this container running or it never starts
+                if self.client_stops != stops_before:
+                    return 130  # stopped before it started, as by Ctrl-C
+                container.start()
+                self.live_clients.add(container)
             watchdog.start()
             try:
                 for line in _lines(container.logs(stream=True, follow=True)):
@@ -599,6 +607,24 @@ class Cluster:
         finally:
             watchdog.cancel()
             container.remove(force=True)
+            self.live_clients.discard(container)
+
+    def stop_clients(self, out: Callable[[str], None] = print) -> None:
+        """Ctrl-C while several jobs run at once, each streamed by run_client in a thread of its own
+        (only the main thread hears the Ctrl-C), or one of them failed: every job gets SIGTERM and
+        runs its clean-up, SIGKILL after STOP_SECONDS. Their streams then end, and run_client
+        removes the containers; one created but not yet started never starts."""
+        with self.clients_lock:
+            self.client_stops += 1
+            containers = list(self.live_clients)
+        for container in containers:
+            out(f"kit: stopping {container.name} (its clean-up runs, up to {STOP_SECONDS}s)")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:
+            for stopped in [pool.submit(container.stop, timeout=STOP_SECONDS) for container in containers]:
+                try:
+                    stopped.result()
+                except docker.errors.APIError:  # it ended and was removed meanwhile
+                    continue
 
 
 JOB_FOLDERS = (HDFS_EVENTS_DIR, "/user/spark", "/data", "/runs")

@@ -1,8 +1,20 @@
-"""A tiny `./kit bench` against the test cluster writes results.json, report.md and curves.png."""
+"""A tiny `./kit bench` against the test cluster writes results.json, report.md and curves.png; a
+Ctrl-C while the ceiling baseline's copies run stops them both."""
 
 from __future__ import annotations
 
+import _thread
 import os
+import threading
+import time
+
+import pytest
+
+from cli.bench import hardware_ceiling
+from cli.execution import ClusterBackend, JobInterrupted
+from cluster.lifecycle import STOP_SECONDS
+from jobs.train_plain import PlainArgs
+from tests.integration.support import kit_context
 
 
 def test_a_tiny_bench_writes_its_results_report_and_curves(bench_runs):
@@ -57,3 +69,28 @@ def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_ra
     assert efficiency["rounds"] == 2 and efficiency["low"] <= efficiency["median"] <= efficiency["high"]
     assert efficiency["verdict"].startswith("not settled (2 round(s)")
     assert "Ratios over 2 interleaved round(s)" in (bench_runs["out"] / "report.md").read_text()
+
+
+def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_behind(cluster, staged, target):
+    # Both copies are streamed in threads of their own, and only the main thread hears Ctrl-C: the
+    # task must stop their containers itself, or they train on after it has ended.
+    backend = ClusterBackend(kit_context(), cluster.shape.project, cluster=cluster)
+    plain = PlainArgs(data=target, epochs=50, batch=16, threads=1, patience=50)  # far longer than the test waits
+    copies: list[str] = []
+
+    def interrupt_once_both_run() -> None:
+        deadline = time.monotonic() + 120
+        while len(copies) < 2 and time.monotonic() < deadline:
+            copies[:] = [container.name for container in list(cluster.live_clients)]
+            time.sleep(0.5)  # a poll of the copies' start, bounded by the deadline
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_once_both_run, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(JobInterrupted) as stopped:
+        hardware_ceiling(backend, 2, plain)
+    assert stopped.value.code == 130 and "jobs/train_plain.py interrupted" in stopped.value.message
+    assert len(copies) == 2, "the two copies never ran at once"
+    assert time.monotonic() - started < 120 + STOP_SECONDS + 30
+    left = [c.name for c in cluster.client.containers.list(all=True) if c.name in copies]
+    assert left == [] and not cluster.live_clients

@@ -378,32 +378,69 @@ def bench_with(
     measured: dict = {}  # configuration (slot count, "plain", "ceiling") -> its run in each round
     rounds = []
     stopped: JobInterrupted | None = None  # stopped after a complete round: reported, then re-raised
+    # A 1-slot run leaves the host's other cores idle, and accuracy does not depend on speed: the
+    # gate trains two seeds' 1-slot runs at once, each pinned to cores of its own.
+    side_by_side = gate and 1 in counts and widest > 1 and 2 * cores <= available
+    if side_by_side:
+        warnings.append(
+            "the gate trained its seeds' 1-slot runs two at a time, side by side on cores of their own: "
+            "their rates are not a bench measurement"
+        )
+
+    def tag_of(index: int) -> str:
+        return f"-r{index + 1}" if repeats > 1 else ""
+
+    def train_args(count: int, index: int, first_core: int = 0) -> TrainArgs:
+        return dataclasses.replace(
+            train,
+            slots=count,
+            run_id=f"bench-{stamp}-{count}x{cores}{tag_of(index)}",
+            seed=first_seed + index if gate else first_seed,  # the gate's rounds are seeds: every slot count trains with each
+            profile="{out}" if traces else None,
+            first_core=first_core,
+        )
+
+    def measured_run(count: int, result: dict, sampler, steal: StealMeter) -> dict:
+        return {
+            **result,
+            "label": f"{count} slot(s) x {cores} core(s)",
+            "resources": sampler.summary(),
+            "host_steal_percent": steal.percent,
+        }
+
+    def one_slot_side_by_side(indexes: list[int]) -> list[dict]:
+        seeds = [train_args(1, index).seed for index in indexes]
+        print(
+            f"kit: bench: 1 slot(s) x {cores} core(s), rounds {indexes[0] + 1} and {indexes[1] + 1} of {repeats} side by "
+            f"side (seeds {seeds[0]} and {seeds[1]})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+        def one(position: int, index: int) -> Callable[[], dict]:
+            args = train_args(1, index, first_core=position * cores)
+            folder = trace_folder(f"1x{cores}{tag_of(index)}")
+            return lambda: backend.run("train_cnn", args.to_argv(), label=f"seed {args.seed}", **folder)
+
+        with backend.sampler() as sampler, StealMeter() as steal:
+            results = run_together(backend, "train_cnn", [one(position, index) for position, index in enumerate(indexes)])
+        return [{**measured_run(1, result, sampler, steal), "side_by_side": True} for result in results]
+
     try:
         for index in range(repeats):
             # every configuration once per round, so a ratio compares runs minutes apart
             suffix = f" (round {index + 1} of {repeats})" if repeats > 1 else ""
-            tag = f"-r{index + 1}" if repeats > 1 else ""
             for count in counts:
+                if count == 1 and side_by_side and len(measured.get(1, [])) > index:
+                    continue  # trained beside the previous round's
+                if count == 1 and side_by_side and index + 1 < repeats:
+                    measured.setdefault(1, []).extend(one_slot_side_by_side([index, index + 1]))
+                    continue
                 print(f"kit: bench: {count} slot(s) x {cores} core(s){suffix}", file=sys.stderr, flush=True)
-                run_id = f"bench-{stamp}-{count}x{cores}{tag}"
                 with backend.sampler() as sampler, StealMeter() as steal:
-                    # the gate's rounds are seeds: every slot count trains with each
-                    args = dataclasses.replace(
-                        train,
-                        slots=count,
-                        run_id=run_id,
-                        seed=first_seed + index if gate else first_seed,
-                        profile="{out}" if traces else None,
-                    )
-                    result = backend.run("train_cnn", args.to_argv(), **trace_folder(f"{count}x{cores}{tag}"))
-                measured.setdefault(count, []).append(
-                    {
-                        **result,
-                        "label": f"{count} slot(s) x {cores} core(s)",
-                        "resources": sampler.summary(),
-                        "host_steal_percent": steal.percent,
-                    }
-                )
+                    args = train_args(count, index)
+                    result = backend.run("train_cnn", args.to_argv(), **trace_folder(f"{count}x{cores}{tag_of(index)}"))
+                measured.setdefault(count, []).append(measured_run(count, result, sampler, steal))
             if "plain" in wanted:
                 print(f"kit: bench: baseline plain tf-keras on {cores} core(s){suffix}", file=sys.stderr, flush=True)
                 measured.setdefault("plain", []).append(
@@ -413,7 +450,7 @@ def bench_with(
                             dataclasses.replace(plain_args, profile="{out}" if traces else None).to_argv(),
                             plain=True,
                             cpus=cores,
-                            **trace_folder(f"plain{tag}"),
+                            **trace_folder(f"plain{tag_of(index)}"),
                         )
                     )
                 )
@@ -423,7 +460,7 @@ def bench_with(
                 measured.setdefault("ceiling", []).append(
                     with_steal(lambda: hardware_ceiling(backend, widest, ceiling_args(plain_args, steps_per_epoch)))
                 )
-            rounds.append({key: runs[-1]["steady_images_per_second"] for key, runs in measured.items()})
+            rounds.append({key: runs[index]["steady_images_per_second"] for key, runs in measured.items()})
     except JobInterrupted as interrupted:
         if not rounds:
             done = ", ".join(f"{key}: {len(runs)} run(s)" for key, runs in measured.items()) or "none"

@@ -41,18 +41,20 @@ def run_job(
     cpus=None,
     report=None,
     log: Path | None = None,
+    label: str | None = None,
 ) -> dict:
     """spark-submit jobs/<job>.py on the cluster (plain: python, no Spark); returns the RESULT JSON.
 
     report: a status() the caller has just read, so the cluster is not asked twice.
     log: a file for the job's whole output (the terminal is spared TensorFlow's noise).
+    label: shown before each of its lines on the terminal (jobs run side by side).
     A job still running after cluster.job_time_limit_hours is stopped as Ctrl-C stops it."""
     problem = diagnose(report or cluster.status())
     if problem:
         raise Exit(f"kit: {problem}")
     launcher = ["python"] if plain else ["spark-submit", DRIVER]
     command = [*launcher, f"/opt/dlkit/jobs/{job}.py", *args]
-    output = JobOutput(log)
+    output = JobOutput(log, label=label)
     try:
         code = cluster.run_client(command, PROJECT_DIR, out=output, mounts=mounts, collect=collect, cpus=cpus)
     except JobTimeLimit as expired:
@@ -255,8 +257,10 @@ class ClusterBackend:
         source: Path | None = None,
         out: Path | None = None,
         report=None,
+        label: str | None = None,
     ) -> dict:
-        """jobs/<job>.py with {source} and {out} in args standing for the input and output folders."""
+        """jobs/<job>.py with {source} and {out} in args standing for the input and output folders;
+        label: shown before each of its lines on the terminal (jobs run side by side)."""
         args = [DATA_MOUNT if a == "{source}" else OUT if a == "{out}" else a for a in args]
         return run_job(
             self.cluster,
@@ -268,6 +272,7 @@ class ClusterBackend:
             cpus=cpus,
             report=report,
             log=job_log(kit_settings(self.c).data.results_dir, job),
+            label=label,
         )
 
     def drivers_of(self, run_id: str) -> list[str]:
@@ -322,6 +327,7 @@ class HostBackend:
         source: Path | None = None,
         out: Path | None = None,
         report=None,
+        label: str | None = None,
     ) -> dict:
         args = [str(source) if a == "{source}" else str(out) if a == "{out}" else a for a in args]
         if out:
@@ -336,7 +342,7 @@ class HostBackend:
             "PYSPARK_DRIVER_PYTHON": sys.executable,
             "TF_CPP_MIN_LOG_LEVEL": "2",
         }
-        output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job))
+        output = JobOutput(job_log(kit_settings(self.c).data.results_dir, job), label=label)
         hours = kit_settings(self.c).cluster.job_time_limit_hours
         with subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1

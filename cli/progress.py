@@ -87,11 +87,13 @@ TENSORFLOW_NOISE = re.compile(
 class JobOutput:
     """A job's lines: all of them into its log file, on the terminal all but TensorFlow's noise."""
 
-    def __init__(self, log_path: Path | None, show=print):
+    def __init__(self, log_path: Path | None, show=print, label: str | None = None):
+        """label: shown before each line on the terminal, where several jobs print at once."""
         self.path, self.show, self.lines, self._log = log_path, show, [], None
+        self.prefix = f"[{label}] " if label else ""
         if log_path:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log = open(log_path, "w", encoding="utf-8")
+            self.path, self._log = open_new(log_path)
 
     def __call__(self, line: str) -> None:
         self.lines.append(line)
@@ -99,7 +101,7 @@ class JobOutput:
             self._log.write(line + "\n")
             self._log.flush()
         if not line.startswith(result_line.PREFIX) and not TENSORFLOW_NOISE.match(line):
-            self.show(line, flush=True)
+            self.show(self.prefix + line, flush=True)
 
     def where(self) -> str:
         return f"; full output: {self.path}" if self.path else ""
@@ -107,6 +109,18 @@ class JobOutput:
     def close(self) -> None:
         if self._log:
             self._log.close()
+
+
+def open_new(path: Path):
+    """(path, file) of a log no other job writes: jobs started in the same second (run side by side)
+    get <name>-2.log, -3, ... instead of one file both write over."""
+    candidate, number = path, 1
+    while True:
+        try:
+            return candidate, open(candidate, "x", encoding="utf-8")
+        except FileExistsError:
+            number += 1
+            candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
 
 
 def job_log(results_dir: str, job: str) -> Path:

@@ -92,6 +92,11 @@ class TrainArgs(JobArgs):
         default=None,
     )
     pin_cores: bool = flag("let the workers' threads float instead of giving each slot cores of its own", default=True)
+    first_core: int = flag(
+        "pin each host's slots from this CPU on: two runs side by side on one host, each on cores of its own",
+        default=0,
+        low=0,
+    )
     master: str | None = flag("Spark master (default: spark-defaults)", default=None)
 
     def given(self) -> set[str]:
@@ -465,6 +470,9 @@ def run(args) -> dict:
                 "spark.executorEnv.OMP_NUM_THREADS": cores,
                 "spark.task.cpus": cores,
                 "spark.executor.cores": cores,
+                # only the executors its slots need: another application (a second run, a user's
+                # own job) gets the rest, where standalone would otherwise give this one them all
+                "spark.cores.max": str(args.slots * args.cores_per_slot),
             },
         )
     )
@@ -490,6 +498,7 @@ def run(args) -> dict:
             "probe_steps": args.probe_steps,
             "profile": bool(args.profile),
             "pin_cores": args.pin_cores,
+            "first_core": args.first_core,
             "gradient_dtype": args.gradient_dtype,
             "epoch_records": args.steps_per_epoch * args.batch_per_worker if args.steps_per_epoch else None,
             "driver": uuid.uuid4().hex[:8],

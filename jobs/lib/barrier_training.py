@@ -50,7 +50,8 @@ def train_fn(config: dict):
     worker = context.partitionId()
     cpus = None
     if config["pin_cores"]:
-        cpus = placement.pin_slot([t.address for t in context.getTaskInfos()], worker, config["cores_per_slot"])
+        addresses = [t.address for t in context.getTaskInfos()]
+        cpus = placement.pin_slot(addresses, worker, config["cores_per_slot"], config["first_core"])
     workers = config["slots"]
     chief = worker == 0
     storage = open_storage(config["runs"])

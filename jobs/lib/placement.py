@@ -3,7 +3,8 @@
 Spark's `spark.task.cpus` only counts cores; it does not reserve them. Two executors in one
 worker container otherwise float their TensorFlow threads over the same cores, and on a small
 host every all-reduce waits for whichever worker was descheduled last. Pinning gives slot k of a
-host the k-th block of `cores` CPUs of those the process may use.
+host the k-th block of `cores` CPUs of those the process may use, counted from `first` (0 unless
+two runs share a host side by side, each on cores of its own).
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def slot_cpus(available: list[int], local_rank: int, cores: int) -> list[int] | None:
+def slot_cpus(available: list[int], local_rank: int, cores: int, first: int = 0) -> list[int] | None:
     """The CPUs of one slot, or None when the host has too few to give each slot its own."""
-    first = local_rank * cores
-    if cores < 1 or first + cores > len(available):
+    start = first + local_rank * cores
+    if cores < 1 or start + cores > len(available):
         return None
-    return sorted(available)[first : first + cores]
+    return sorted(available)[start : start + cores]
 
 
 def local_rank(addresses: list[str], index: int) -> int:
@@ -44,12 +45,13 @@ def pin_process(cpus: list[int]) -> None:
             continue
 
 
-def pin_slot(addresses: list[str], index: int, cores: int) -> list[int] | None:
-    """Pins this barrier task when its host has the CPUs for all its slots; returns the CPUs or None."""
+def pin_slot(addresses: list[str], index: int, cores: int, first: int = 0) -> list[int] | None:
+    """Pins this barrier task when its host has the CPUs for all its slots (from `first` on);
+    returns the CPUs or None."""
     available = sorted(os.sched_getaffinity(0))
-    cpus = slot_cpus(available, local_rank(addresses, index), cores)
+    cpus = slot_cpus(available, local_rank(addresses, index), cores, first)
     slots_here = sum(1 for a in addresses if a.rsplit(":", 1)[0] == addresses[index].rsplit(":", 1)[0])
-    if cpus is None or slots_here * cores > len(available):
+    if cpus is None or first + slots_here * cores > len(available):
         return None
     pin_process(cpus)
     return cpus

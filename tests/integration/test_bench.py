@@ -1,5 +1,6 @@
 """A tiny `./kit bench` against the test cluster writes results.json, report.md and curves.png; a
-Ctrl-C while the ceiling baseline's copies run stops them both."""
+Ctrl-C while the ceiling baseline's copies run stops them both; two 1-slot trainings run side by
+side (as the accuracy gate runs its seeds) each get an executor and a core of their own."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import time
 import pytest
 
 from cli.bench import hardware_ceiling
-from cli.execution import ClusterBackend, JobInterrupted
-from cluster.lifecycle import STOP_SECONDS
+from cli.execution import ClusterBackend, JobInterrupted, run_together
+from cluster.lifecycle import STOP_SECONDS, ClusterError
+from jobs.train_cnn import TrainArgs
 from jobs.train_plain import PlainArgs
 from tests.integration.support import kit_context
 
@@ -94,3 +96,48 @@ def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_be
     assert time.monotonic() - started < 120 + STOP_SECONDS + 30
     left = [c.name for c in cluster.client.containers.list(all=True) if c.name in copies]
     assert left == [] and not cluster.live_clients
+
+
+def test_two_one_slot_trainings_side_by_side_each_get_an_executor_and_a_core_of_their_own(cluster, staged, target):
+    # how the accuracy gate trains two seeds' 1-slot runs at once on a two-core host
+    backend = ClusterBackend(kit_context(), cluster.shape.project, cluster=cluster)
+    stamp = time.strftime("%H%M%S")
+
+    def one(first_core: int):
+        args = TrainArgs(
+            data=target,
+            runs=cluster.shape.default_fs + "/runs",
+            run_id=f"side-by-side-{stamp}-{first_core}",
+            slots=1,
+            cores_per_slot=1,
+            epochs=2,
+            steps_per_epoch=5,
+            batch_per_worker=16,
+            recipe="paper",
+            gradient_dtype="float32",
+            attempts=1,
+            recovery_wait=20.0,
+            first_core=first_core,
+        )
+        return lambda: backend.run("train_cnn", args.to_argv(), label=f"core {first_core}")
+
+    seen: list[list[int]] = []  # the cores of each training application running, at each look
+    finished = threading.Event()
+
+    def watch_the_master() -> None:
+        while not finished.wait(1.0):
+            try:
+                apps = cluster.fetch_json("spark-master", "http://localhost:8080/json/")["activeapps"]
+            except ClusterError:  # a slow answer on a busy host: the next look counts
+                continue
+            seen.append([app["cores"] for app in apps if app["name"] == "train-cnn-1x1"])
+
+    watcher = threading.Thread(target=watch_the_master, daemon=True)
+    watcher.start()
+    try:
+        results = run_together(backend, "train_cnn", [one(0), one(1)])
+    finally:
+        finished.set()
+        watcher.join(timeout=30)
+    assert [result["workers"][0]["cpus"] for result in results] == [[0], [1]]
+    assert [1, 1] in seen, f"never both at once, each on one core: {seen}"  # spark.cores.max: neither takes all

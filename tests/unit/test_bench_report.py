@@ -290,3 +290,69 @@ def test_a_gate_stopped_in_its_third_seed_reports_the_two_complete_seeds_and_exi
     assert [row["seeds"] for row in results["configurations"]] == [[46, 47], [46, 47]]
     assert (results["accuracy_gate"]["seeds"], results["accuracy_gate"]["seed_values"]) == (2, [46, 47])
     assert "interrupted in round 3 of 3" in (tmp_path / "gate" / "report.md").read_text()
+
+
+class GateBackend:
+    """A cluster of two cores whose 1-slot runs can only finish once two of them run at once."""
+
+    name, data_url, runs_url = "cluster", "hdfs://namenode:8020/data/cifar10", "hdfs://namenode:8020/runs"
+
+    def __init__(self, cores=2):
+        import threading
+
+        self.cores, self.calls, self.pair = cores, [], threading.Barrier(2, timeout=10)
+
+    def host_cores(self):
+        return self.cores
+
+    def sampler(self):
+        import contextlib
+
+        return contextlib.nullcontext(type("Sampler", (), {"summary": lambda self: {}})())
+
+    def run(self, job, argv, label=None, **kwargs):
+        slots, seed, first_core = (int(argv[argv.index(flag) + 1]) for flag in ("--slots", "--seed", "--first-core"))
+        self.calls.append((slots, seed, first_core, label))
+        if slots == 1 and label:  # side by side: wait for the other seed's run (a BrokenBarrierError if alone)
+            self.pair.wait()
+        curve = [{**history([300.0])[0], "accuracy": 0.7, "loss": 1.0, "val_accuracy": 0.7, "val_loss": 1.0}]
+        return configuration(slots, (300.0 + seed) * slots, seed=seed, test_accuracy=0.70 + seed / 1000, history=curve)
+
+
+def test_the_gate_trains_two_seeds_one_slot_runs_at_once_each_on_a_core_of_its_own(tmp_path, capsys):
+    import json
+
+    from cli.bench import bench_with
+    from tests.unit.shapes import project_context
+
+    c = project_context()
+    c.config.data.dir = str(tmp_path / "no-data")
+    backend = GateBackend()
+    bench_with(c, backend, slots="1,2", gate=True, repeats=3, seed=53, out=tmp_path / "gate", baselines="", cores_per_slot=1)
+    one_slot = sorted(call for call in backend.calls if call[0] == 1)
+    assert one_slot == [(1, 53, 0, "seed 53"), (1, 54, 1, "seed 54"), (1, 55, 0, None)]  # an odd last seed alone
+    assert [call for call in backend.calls if call[0] == 2] == [(2, 53, 0, None), (2, 54, 0, None), (2, 55, 0, None)]
+    order = [line.split("kit: bench: ", 1)[1] for line in capsys.readouterr().err.splitlines() if "kit: bench: " in line]
+    assert order == [
+        "1 slot(s) x 1 core(s), rounds 1 and 2 of 3 side by side (seeds 53 and 54)",
+        "2 slot(s) x 1 core(s) (round 1 of 3)",
+        "2 slot(s) x 1 core(s) (round 2 of 3)",
+        "1 slot(s) x 1 core(s) (round 3 of 3)",
+        "2 slot(s) x 1 core(s) (round 3 of 3)",
+    ]
+    results = json.loads((tmp_path / "gate" / "results.json").read_text())
+    assert [row["seeds"] for row in results["configurations"]] == [[53, 54, 55], [53, 54, 55]]
+    assert [round(r, 3) for r in results["configurations"][0]["test_accuracies"]] == [0.753, 0.754, 0.755]
+    assert [(rates["1"], rates["2"]) for rates in results["rounds"]] == [(353.0, 706.0), (354.0, 708.0), (355.0, 710.0)]
+    assert any("two at a time, side by side" in warning for warning in results["warnings"])
+
+
+def test_without_a_spare_core_the_gate_trains_one_run_at_a_time(tmp_path):
+    from cli.bench import bench_with
+    from tests.unit.shapes import project_context
+
+    c = project_context()
+    c.config.data.dir = str(tmp_path / "no-data")
+    backend = GateBackend(cores=3)  # two 1-slot runs of 2 cores would need 4
+    bench_with(c, backend, slots="1,2", gate=True, repeats=2, seed=53, out=tmp_path / "gate", baselines="", cores_per_slot=2)
+    assert backend.calls == [(1, 53, 0, None), (2, 53, 0, None), (1, 54, 0, None), (2, 54, 0, None)]

@@ -11,6 +11,12 @@ def test_slots_on_one_host_get_consecutive_blocks_of_cores():
     assert placement.slot_cpus([0, 1, 2, 3], 1, 2) == [2, 3]
 
 
+def test_a_run_beside_another_on_the_same_host_takes_the_cores_after_the_others():
+    assert placement.slot_cpus([0, 1], 0, 1, first=1) == [1]
+    assert placement.slot_cpus([0, 1, 2, 3], 1, 1, first=2) == [3]
+    assert placement.slot_cpus([0, 1], 1, 1, first=1) is None  # past the host's CPUs: not pinned
+
+
 def test_too_few_cpus_for_every_slot_means_no_pinning():
     assert placement.slot_cpus([0, 1], 1, 2) is None
     # two slots of two cores on a two-CPU host: neither slot is pinned, so they share fairly

@@ -384,7 +384,7 @@ def bench_with(
     if side_by_side:
         warnings.append(
             "the gate trained its seeds' 1-slot runs two at a time, side by side on cores of their own: "
-            "their rates are not a bench measurement"
+            "their rates are not a bench measurement, and no speed-up or ratio is made of them"
         )
 
     def tag_of(index: int) -> str:
@@ -487,7 +487,8 @@ def bench_with(
         }
         for count in counts
     ]
-    base = next((row for row in configurations if row["slots"] == 1), None)
+    # side by side, a 1-slot rate is not one slot's: no speed-up or ratio is made of it
+    base = None if side_by_side else next((row for row in configurations if row["slots"] == 1), None)
     for row in configurations:
         if base and base["steady_images_per_second"]:
             row["speed_up"] = round(row["steady_images_per_second"] / base["steady_images_per_second"], 3)
@@ -498,7 +499,7 @@ def bench_with(
         baseline_results["mllib"] = backend.run(
             "train_mllib", MllibArgs(data=backend.data_url, max_iter=mllib_iterations).to_argv()
         )
-    ratios = ratio_table(rounds)
+    ratios = {} if side_by_side else ratio_table(rounds)
     for label, percent in steal_readings(configurations, baseline_results):
         warning = steal_warning(label, percent)
         if warning:

@@ -90,6 +90,7 @@ def run_together(backend, job: str, calls: list[Callable[[], dict]]) -> list[dic
     Only the main thread hears Ctrl-C (or SIGTERM): it has the backend stop every job still
     running (each runs its clean-up), waits for them, and raises JobInterrupted. A job that
     fails stops the others, whose results would mean nothing alone, and its error is raised.
+    A job still starting up when the stop came (its cluster being checked) is stopped once it runs.
     """
     results: list[dict | None] = [None] * len(calls)
     failures: list[BaseException] = []  # in the order they happened: the first is the cause
@@ -104,23 +105,29 @@ def run_together(backend, job: str, calls: list[Callable[[], dict]]) -> list[dic
         finally:
             ended[index].set()
 
-    for index in range(len(calls)):
-        threading.Thread(target=one, args=(index,), daemon=True).start()
-    stopping = False
-    try:
-        for done in ended:
-            while not done.wait(timeout=0.5):
-                if failures and not stopping:
-                    stopping = True
-                    backend.stop_jobs()
-    except KeyboardInterrupt:
+    def stop_until_ended(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         backend.stop_jobs()
-        for done in ended:  # the jobs are stopped: their streams end within seconds
-            done.wait(timeout=STOP_SECONDS)
+        for done in ended:
+            while not done.wait(timeout=RESTOP_SECONDS) and time.monotonic() < deadline:
+                backend.stop_jobs()  # stops only jobs that started since the last time
+
+    try:
+        for index in range(len(calls)):
+            threading.Thread(target=one, args=(index,), daemon=True).start()
+        while not failures and not all(done.is_set() for done in ended):
+            next(done for done in ended if not done.is_set()).wait(timeout=0.5)
+        if failures and not all(done.is_set() for done in ended):
+            stop_until_ended(STOP_SECONDS + 60)  # the others' results would mean nothing alone
+    except KeyboardInterrupt:
+        stop_until_ended(STOP_SECONDS + 60)
         raise JobInterrupted(job) from None
     if failures:
         raise failures[0]
     return results  # type: ignore[return-value]  # no failure: every call returned
+
+
+RESTOP_SECONDS = 2.0
 
 
 def job_result(job: str, code: int, output: JobOutput) -> dict:

@@ -110,6 +110,17 @@ def host_cpus(client: docker.DockerClient) -> int:
     return int(client.info().get("NCPU") or 1)
 
 
+class LiveClients:
+    """The client containers a Cluster's run_client streams now (several at once in a bench), and
+    the stops asked of them: a client created before a stop is not started after it."""
+
+    def __init__(self) -> None:
+        self.containers: set = set()
+        self.stopped: set[str] = set()  # ids of those a stop has reached
+        self.stops = 0
+        self.lock = threading.Lock()
+
+
 class Cluster:
     def __init__(self, shape: ClusterShape, client: docker.DockerClient):
         self.shape = shape
@@ -117,9 +128,7 @@ class Cluster:
         self.source = client  # where the images are built
         self.services, self.warnings = plan(shape, host_cpus(client))
         self.healthy_at: dict[tuple, float] = {}  # (container id, start time) -> when a probe last passed
-        self.live_clients: set = set()  # client containers run_client is streaming now (several at once in a bench)
-        self.client_stops = 0  # how many times stop_clients ran: a client created before one is not started after it
-        self.clients_lock = threading.Lock()
+        self.live = LiveClients()
 
     # ---- lookups -------------------------------------------------------------------------
     def service(self, name: str) -> Service:
@@ -567,7 +576,7 @@ class Cluster:
         timeout = timeout or self.shape.job_time_limit_hours * 3600
         if self.container("spark-master") is None:
             raise ClusterError(f"cluster {self.shape.project!r} is not up: run './kit up' first")
-        stops_before = self.client_stops
+        stops_before = self.live.stops
         container = self.client.containers.create(**self.client_kwargs(command, project_dir, mounts, cpus))
         expired = threading.Event()
 
@@ -578,11 +587,11 @@ class Cluster:
         watchdog = threading.Timer(timeout, expire)
         watchdog.daemon = True
         try:
-            with self.clients_lock:  # stop_clients either sees this container running or it never starts
-                if self.client_stops != stops_before:
+            with self.live.lock:  # stop_clients either sees this container running or it never starts
+                if self.live.stops != stops_before:
                     return 130  # stopped before it started, as by Ctrl-C
                 container.start()
-                self.live_clients.add(container)
+                self.live.containers.add(container)
             watchdog.start()
             try:
                 for line in _lines(container.logs(stream=True, follow=True)):
@@ -607,16 +616,18 @@ class Cluster:
         finally:
             watchdog.cancel()
             container.remove(force=True)
-            self.live_clients.discard(container)
+            self.live.containers.discard(container)
 
     def stop_clients(self, out: Callable[[str], None] = print) -> None:
         """Ctrl-C while several jobs run at once, each streamed by run_client in a thread of its own
         (only the main thread hears the Ctrl-C), or one of them failed: every job gets SIGTERM and
         runs its clean-up, SIGKILL after STOP_SECONDS. Their streams then end, and run_client
-        removes the containers; one created but not yet started never starts."""
-        with self.clients_lock:
-            self.client_stops += 1
-            containers = list(self.live_clients)
+        removes the containers; one created but not yet started never starts. Asked again, it stops
+        only those that started since (a job that was still starting up when first asked)."""
+        with self.live.lock:
+            self.live.stops += 1
+            containers = [c for c in self.live.containers if c.id not in self.live.stopped]
+            self.live.stopped.update(c.id for c in containers)
         for container in containers:
             out(f"kit: stopping {container.name} (its clean-up runs, up to {STOP_SECONDS}s)")
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(containers))) as pool:

@@ -22,7 +22,17 @@ from docker.types import Mount, Resources, RestartPolicy
 
 from cluster import swarm, ui_forwarder
 from cluster.hosts import HostSpec
-from cluster.lifecycle import SECOND_NS, Cluster, ClusterError, Say, host_cpus, memory_bytes, nano_cpus, one_line_at_a_time
+from cluster.lifecycle import (
+    SECOND_NS,
+    Cluster,
+    ClusterError,
+    LiveClients,
+    Say,
+    host_cpus,
+    memory_bytes,
+    nano_cpus,
+    one_line_at_a_time,
+)
 from cluster.readiness import wait_healthy
 from cluster.topology import PROJECT_LABEL, ClusterShape, Service, plan, validate
 
@@ -57,6 +67,7 @@ class MultiHostCluster(Cluster):
         self.shape = shape
         self.source = client  # the engine the images are built in
         self.healthy_at: dict[tuple, float] = {}
+        self.live = LiveClients()
         self.hosts = {spec.name: swarm.SwarmHost(spec.name, connect(spec), spec.address, spec.mtu) for spec in shape.hosts}
         manager = shape.manager
         assert manager is not None  # plan's validation requires one

@@ -83,7 +83,7 @@ def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_be
     def interrupt_once_both_run() -> None:
         deadline = time.monotonic() + 120
         while len(copies) < 2 and time.monotonic() < deadline:
-            copies[:] = [container.name for container in list(cluster.live_clients)]
+            copies[:] = [container.name for container in list(cluster.live.containers)]
             time.sleep(0.5)  # a poll of the copies' start, bounded by the deadline
         _thread.interrupt_main()
 
@@ -95,7 +95,7 @@ def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_be
     assert len(copies) == 2, "the two copies never ran at once"
     assert time.monotonic() - started < 120 + STOP_SECONDS + 30
     left = [c.name for c in cluster.client.containers.list(all=True) if c.name in copies]
-    assert left == [] and not cluster.live_clients
+    assert left == [] and not cluster.live.containers
 
 
 def test_two_one_slot_trainings_side_by_side_each_get_an_executor_and_a_core_of_their_own(cluster, staged, target):

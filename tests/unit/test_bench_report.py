@@ -345,6 +345,8 @@ def test_the_gate_trains_two_seeds_one_slot_runs_at_once_each_on_a_core_of_its_o
     assert [round(r, 3) for r in results["configurations"][0]["test_accuracies"]] == [0.753, 0.754, 0.755]
     assert [(rates["1"], rates["2"]) for rates in results["rounds"]] == [(353.0, 706.0), (354.0, 708.0), (355.0, 710.0)]
     assert any("two at a time, side by side" in warning for warning in results["warnings"])
+    # a 1-slot rate measured beside another run is not one slot's: no ratio or speed-up is made of it
+    assert results["ratios"] == {} and all("efficiency" not in row for row in results["configurations"])
 
 
 def test_without_a_spare_core_the_gate_trains_one_run_at_a_time(tmp_path):

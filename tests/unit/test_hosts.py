@@ -143,6 +143,8 @@ def test_each_service_becomes_a_pinned_swarm_service_with_its_volume_limits_and_
     assert spec["resources"]["Limits"] == {"NanoCPUs": 1_000_000_000, "MemoryBytes": 1 << 30}
     assert spec["restart_policy"]["Condition"] == "any"  # liveness by Swarm; readiness by the kit
     assert "healthcheck" not in spec
+    cluster.stop_clients(out=print)  # it keeps track of its clients, as one engine's cluster does
+    assert cluster.live.stops == 1 and not cluster.live.containers
 
 
 def test_hosts_set_from_a_variable_are_refused_in_one_line(monkeypatch):

@@ -73,7 +73,7 @@ def test_a_failed_job_stops_the_others_and_its_own_error_is_the_one_raised():
 def test_a_cluster_stops_each_client_container_it_is_streaming():
     class Container:
         def __init__(self, name):
-            self.name, self.stops = name, []
+            self.name, self.id, self.stops = name, name, []
 
         def stop(self, timeout):
             self.stops.append(timeout)
@@ -84,11 +84,49 @@ def test_a_cluster_stops_each_client_container_it_is_streaming():
 
     cluster = Cluster(default_shape(project="dlkit-unit"), Engine())
     containers = [Container("dlkit-unit-client-1"), Container("dlkit-unit-client-2")]
-    cluster.live_clients.update(containers)
+    cluster.live.containers.update(containers)
     said: list[str] = []
     cluster.stop_clients(out=said.append)
     assert all(c.stops == [30] for c in containers)
     assert sorted(said) == [f"kit: stopping dlkit-unit-client-{n} (its clean-up runs, up to 30s)" for n in (1, 2)]
+    # asked again, it stops only the one that started since: a job still starting up the first time
+    late = Container("dlkit-unit-client-3")
+    cluster.live.containers.add(late)
+    cluster.stop_clients(out=said.append)
+    assert late.stops == [30] and all(c.stops == [30] for c in containers) and len(said) == 3
+
+
+def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs():
+    class LateBackend(Backend):
+        """Its second job is still starting up (its cluster being checked) when Ctrl-C comes."""
+
+        def __init__(self):
+            super().__init__()
+            self.running: list[threading.Event] = []
+
+        def stop_jobs(self):
+            self.stop_calls += 1
+            for stopped in self.running:
+                stopped.set()
+
+        def job(self, delay: float):
+            def run() -> dict:
+                time.sleep(delay)  # starting up
+                stopped = threading.Event()
+                self.running.append(stopped)
+                if not stopped.wait(timeout=20):
+                    raise AssertionError("never stopped")
+                self.ended += 1
+                raise Exit("kit: jobs/train_cnn.py failed (exit code 143)")
+
+            return run
+
+    backend = LateBackend()
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    started = time.monotonic()
+    with pytest.raises(JobInterrupted):
+        run_together(backend, "train_cnn", [backend.job(0.0), backend.job(1.0)])
+    assert backend.ended == 2 and backend.stop_calls >= 2 and time.monotonic() - started < 10
 
 
 CLEAN_UP = """
@@ -145,4 +183,4 @@ def test_a_client_created_as_the_stop_comes_is_never_started():
     cluster.container = lambda name: object()  # the cluster is up
     cluster.client_kwargs = lambda *args: {}
     assert cluster.run_client(["python", "x.py"]) == 130
-    assert container.calls == ["remove"] and not cluster.live_clients
+    assert container.calls == ["remove"] and not cluster.live.containers

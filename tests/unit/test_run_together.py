@@ -96,7 +96,9 @@ def test_a_cluster_stops_each_client_container_it_is_streaming():
     assert late.stops == [30] and all(c.stops == [30] for c in containers) and len(said) == 3
 
 
-def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs():
+def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs(monkeypatch):
+    monkeypatch.setattr(execution, "RESTOP_SECONDS", 0.2)
+
     class LateBackend(Backend):
         """Its second job is still starting up (its cluster being checked) when Ctrl-C comes."""
 
@@ -125,7 +127,7 @@ def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs():
     threading.Timer(0.3, _thread.interrupt_main).start()
     started = time.monotonic()
     with pytest.raises(JobInterrupted):
-        run_together(backend, "train_cnn", [backend.job(0.0), backend.job(1.0)])
+        run_together(backend, "train_cnn", [backend.job(0.0), backend.job(0.6)])
     assert backend.ended == 2 and backend.stop_calls >= 2 and time.monotonic() - started < 10
 
 

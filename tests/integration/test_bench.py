@@ -141,3 +141,6 @@ def test_two_one_slot_trainings_side_by_side_each_get_an_executor_and_a_core_of_
         watcher.join(timeout=30)
     assert [result["workers"][0]["cpus"] for result in results] == [[0], [1]]
     assert [1, 1] in seen, f"never both at once, each on one core: {seen}"  # spark.cores.max: neither takes all
+    # one seed (the default) for both: training beside another run changes no figure of its own
+    losses = [[(row["loss"], row["val_loss"]) for row in result["history"]] + [result["test_loss"]] for result in results]
+    assert losses[0] == losses[1], losses

@@ -473,6 +473,10 @@ def run(args) -> dict:
                 # only the executors its slots need: another application (a second run, a user's
                 # own job) gets the rest, where standalone would otherwise give this one them all
                 "spark.cores.max": str(args.slots * args.cores_per_slot),
+                # with a cores.max, Spark would hold the SparkContext's start until that many cores
+                # registered (up to 120 s when the cluster has fewer): check_slots waits instead,
+                # with progress and a clear error
+                "spark.scheduler.minRegisteredResourcesRatio": "0",
             },
         )
     )

@@ -73,7 +73,7 @@ def test_repeated_rounds_interleave_the_configurations_and_report_each_ratios_ra
     assert "Ratios over 2 interleaved round(s)" in (bench_runs["out"] / "report.md").read_text()
 
 
-def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_behind(cluster, staged, target):
+def test_ctrl_c_while_the_ceilings_copies_run_stops_both_and_leaves_no_client_behind(cluster, staged, target, ctrl_c):
     # Both copies are streamed in threads of their own, and only the main thread hears Ctrl-C: the
     # task must stop their containers itself, or they train on after it has ended.
     backend = ClusterBackend(kit_context(), cluster.shape.project, cluster=cluster)

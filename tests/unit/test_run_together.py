@@ -52,7 +52,7 @@ def test_the_results_come_back_in_the_order_of_the_calls():
     assert backend.stop_calls == 0
 
 
-def test_ctrl_c_stops_every_job_and_ends_as_one_interrupted_job():
+def test_ctrl_c_stops_every_job_and_ends_as_one_interrupted_job(ctrl_c):
     backend = Backend()
     threading.Timer(0.3, _thread.interrupt_main).start()  # Ctrl-C reaches the main thread alone
     started = time.monotonic()
@@ -96,7 +96,7 @@ def test_a_cluster_stops_each_client_container_it_is_streaming():
     assert late.stops == [30] and all(c.stops == [30] for c in containers) and len(said) == 3
 
 
-def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs(monkeypatch):
+def test_a_job_that_starts_after_the_stop_is_stopped_once_it_runs(monkeypatch, ctrl_c):
     monkeypatch.setattr(execution, "RESTOP_SECONDS", 0.2)
 
     class LateBackend(Backend):

@@ -395,8 +395,9 @@ class HostBackend:
         `invoke` alone, or a job failed beside it) then gets SIGINT, and is killed after STOP_SECONDS more.
         """
         deadline = time.monotonic() + STOP_SECONDS
-        while any(process.poll() is None for process in list(self.live)) and time.monotonic() < deadline:
-            time.sleep(0.2)  # a poll of the jobs' exits, bounded by the deadline
+        for process in list(self.live):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
         for signal_number, grace in ((signal.SIGINT, STOP_SECONDS), (signal.SIGKILL, 5)):
             running = [process for process in list(self.live) if process.poll() is None]
             for process in running:
